@@ -1,0 +1,1 @@
+"""simtrain: simulate images, train classifiers, diagnose learning curves."""
