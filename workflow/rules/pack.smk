@@ -1,0 +1,20 @@
+rule pack_split:
+    input:
+        images="results/images/{split}",
+        manifest="results/images/manifest.tsv",
+        code=library_files("pack", "split"),
+    output:
+        images="results/packed/{split}/images.npy",
+        labels="results/packed/{split}/labels.npy",
+        classes="results/packed/{split}/classes.json",
+    log:
+        "results/logs/pack/{split}.log",
+    benchmark:
+        "results/benchmarks/pack/{split}.tsv"
+    threads: 2
+    params:
+        images_root="results/images",
+        classes=CLASSES,
+        image_size=config["image_size"],
+    script:
+        "../scripts/pack.py"

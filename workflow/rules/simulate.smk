@@ -1,0 +1,21 @@
+rule simulate_shard:
+    input:
+        code=library_files("simulate", "simulators"),
+        simulator=simulator_files,
+    output:
+        directory("results/images/all/{klass}/shard-{shard}"),
+    log:
+        "results/logs/simulate/{klass}-{shard}.log",
+    benchmark:
+        "results/benchmarks/simulate/{klass}-{shard}.tsv"
+    resources:
+        mem_mb=1000,
+    params:
+        simulator=lambda w: config["classes"][w.klass]["simulator"],
+        simulator_params=lambda w: config["classes"][w.klass].get("params", {}),
+        seed=config["seed"],
+        image_size=config["image_size"],
+        images_per_class=config["images_per_class"],
+        images_per_shard=config["images_per_shard"],
+    script:
+        "../scripts/simulate.py"

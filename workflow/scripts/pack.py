@@ -1,0 +1,15 @@
+from simtrain.logs import log_to
+from simtrain.pack import pack_split
+
+log_to(snakemake.log[0])
+pack_split(
+    images_root=snakemake.params.images_root,
+    manifest_path=snakemake.input.manifest,
+    split=snakemake.wildcards.split,
+    classes=snakemake.params.classes,
+    size=snakemake.params.image_size,
+    images_out=snakemake.output.images,
+    labels_out=snakemake.output.labels,
+    classes_out=snakemake.output.classes,
+    threads=snakemake.threads,
+)

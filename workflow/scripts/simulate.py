@@ -1,0 +1,19 @@
+import os
+
+from simtrain.logs import log_to
+from simtrain.simulate import shard_range, write_shard
+
+log_to(snakemake.log[0])
+params = snakemake.params
+write_shard(
+    snakemake.output[0],
+    class_name=snakemake.wildcards.klass,
+    simulator=params.simulator,
+    params=params.simulator_params,
+    seed=params.seed,
+    size=params.image_size,
+    indices=shard_range(
+        int(snakemake.wildcards.shard), params.images_per_class, params.images_per_shard
+    ),
+    search_path=os.getcwd(),
+)
