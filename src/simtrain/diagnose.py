@@ -16,25 +16,15 @@ import argparse
 import json
 import math
 import sys
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from simtrain.diagnostics_findings import (
-    Finding,
-    RunSettings,
-    Skipped,
-    check_batchnorm,
-    check_class_imbalance,
-    check_overfitting,
-    check_partial_epoch,
-    check_partial_validation,
-    check_unstable_optimization,
-    finite_column,
-    plain_number,
-)
+from simtrain import diagnostics_findings as checks
+from simtrain.diagnostics_findings import Finding, RunSettings, Skipped, finite_column, plain_number
 
 # Fewer epochs cannot separate fluctuation from trend (it takes two first differences at least).
 MIN_EPOCHS_FOR_NOISE = 3
@@ -44,6 +34,9 @@ MAD_TO_SD = 1.4826
 # epochs is uncertain by about +-30 %, so 2x is some three standard errors away.
 NOISE_BAND_LIMIT = 2.0
 SAMPLING_NOISE = "VALIDATION_SAMPLING_NOISE"
+# Findings that can make a validation curve jump. Not PARTIAL_VALIDATION (the band already uses
+# the images actually scored) nor OVERFITTING (a trend, not a fluctuation).
+FLUCTUATION_CAUSES = "PARTIAL_EPOCH BATCHNORM_STATISTICS UNSTABLE_OPTIMIZATION CLASS_IMBALANCE"
 # Keras 2 CSVLogger names -> Keras 3 / our names.
 KERAS_2_COLUMNS = {"acc": "accuracy", "val_acc": "val_accuracy", "lr": "learning_rate"}
 
@@ -75,7 +68,7 @@ class NoiseEstimate:
 
     @property
     def metric(self) -> str | None:
-        """The metric of the fluctuation score: val_loss when it has a band, else val_accuracy."""
+        """The metric of the fluctuation score: loss when it has a band, else accuracy."""
         return next((m for m in ("loss", "accuracy") if self.ratio(m) is not None), None)
 
     @property
@@ -114,18 +107,11 @@ def estimate_noise(
     accuracy = finite_column(history, "val_accuracy")
     loss = finite_column(history, "val_loss")
     epochs = max(accuracy.size, loss.size)
-    if epochs == 0:
-        return Skipped(
-            SAMPLING_NOISE,
-            "the history has no val_loss or val_accuracy values: "
-            "the run was trained without validation data",
-        )
     if epochs < MIN_EPOCHS_FOR_NOISE:
-        return Skipped(
-            SAMPLING_NOISE,
-            f"only {epochs} epoch(s) with a validation score; at "
-            f"least {MIN_EPOCHS_FOR_NOISE} are needed to tell fluctuation from trend",
-        )
+        reason = f"{epochs} epoch(s) with a validation score, too few to tell noise from trend"
+        if epochs == 0:
+            reason = "no finite val_loss or val_accuracy: trained without validation data?"
+        return Skipped(SAMPLING_NOISE, reason)
     m = images_scored_per_epoch(history, settings)
     p = np.clip(accuracy, 0.0, 1.0)
     per_image = finite_column(predictions, "loss")
@@ -143,91 +129,87 @@ def estimate_noise(
 
 
 def check_sampling_noise(
-    noise: NoiseEstimate | Skipped, settings: RunSettings
+    noise: NoiseEstimate, settings: RunSettings, causes: list[str], unchecked: list[str]
 ) -> Finding | Skipped:
-    if isinstance(noise, Skipped):
-        return noise
+    """Observed vs expected noise; names the `causes` found (or the checks `unchecked`)."""
     if noise.score is None:
         return Skipped(
             SAMPLING_NOISE,
-            "no expected noise: the validation images scored per "
-            "epoch are unknown, or only val_loss was logged and no per-image "
-            "validation losses (predictions.tsv) were given",
+            "no expected noise: images scored per epoch unknown, or "
+            "val_loss alone without per-image losses (predictions.tsv)",
         )
-    m, parts = noise.images_scored, []
+    m, beyond = noise.images_scored, noise.beyond_band
     evidence: dict = {
         "validation_images_scored_per_epoch": m,
         "epochs": noise.epochs,
         "band_limit": NOISE_BAND_LIMIT,
         "fluctuation_score": noise.score,
     }
+    parts = []
     for metric in ("accuracy", "loss"):
         expected = getattr(noise, f"{metric}_expected")
         observed = getattr(noise, f"{metric}_observed")
-        if expected is not None:
-            evidence |= {
-                f"val_{metric}_expected_noise": expected,
-                f"val_{metric}_observed_noise": observed,
-                f"val_{metric}_noise_ratio": noise.ratio(metric),
-            }
-    if noise.accuracy_expected is not None:
+        if noise.ratio(metric) is None:
+            continue
+        evidence |= {
+            f"val_{metric}_expected_noise": expected,
+            f"val_{metric}_observed_noise": observed,
+            f"val_{metric}_noise_ratio": noise.ratio(metric),
+        }
+        if metric == "accuracy":
+            source = f"a mean val_accuracy of {noise.accuracy_mean:.1%} (binomial)"
+        else:
+            source = f"per-image losses spread by {noise.loss_per_image_sd:.3g}"
         parts.append(
-            f"at a mean val_accuracy of {noise.accuracy_mean:.1%} the binomial standard "
-            f"error is ±{noise.accuracy_expected:.3g}, observed "
-            f"±{noise.accuracy_observed:.3g}"
+            f"with {source} the standard error of val_{metric} is ±{expected:.3g}, "
+            f"observed ±{observed:.3g}"
         )
-    if noise.loss_expected is not None:
-        parts.append(
-            f"per-image losses spread by {noise.loss_per_image_sd:.3g}, so their mean "
-            f"has a standard error of ±{noise.loss_expected:.3g}, observed "
-            f"±{noise.loss_observed:.3g}"
-        )
-    else:
-        parts.append("without per-image validation losses (predictions.tsv) val_loss has no band")
-    explanation = (
-        f"Each epoch scored {m} validation images: {'; '.join(parts)}. Observed noise "
-        f"is the spread of epoch-to-epoch changes with the trend removed (median "
-        f"absolute deviation of first differences / √2)."
+    if noise.ratio("loss") is None:
+        parts.append("val_loss has no band without per-image losses (predictions.tsv)")
+    verdict = " That is what a sample of this size produces: measurement noise."
+    fix = (
+        f"nothing must change; to narrow the band (it shrinks as 1/√images) set "
+        f"{settings.key('validation_steps')}: null or simulate more images (images_per_class)"
     )
-    if noise.beyond_band:
-        return Finding(
-            SAMPLING_NOISE,
-            "warning",
-            "Validation curve fluctuates beyond its sampling noise",
-            evidence,
-            explanation + " The curve moves more than the number of validation "
-            "images explains, so the model itself changes from epoch to epoch: the other "
-            "findings say why.",
-            f"remove the causes named by the other findings; if none applies, lower "
-            f"{settings.key('learning_rate')} or raise {settings.key('batch_size')}",
+    if beyond:
+        verdict = (
+            " The curve moves more than the images scored explain, so the model itself "
+            "jumps between epochs; "
+        )
+        if causes:
+            verdict += f"see {', '.join(causes)} for why."
+        else:
+            verdict += "no check that ran explains why" + (
+                f" ({', '.join(unchecked)} could not run)." if unchecked else "."
+            )
+        fix = (
+            f"remove the causes named above; failing that, lower "
+            f"{settings.key('learning_rate')} or raise {settings.key('batch_size')}"
         )
     return Finding(
         SAMPLING_NOISE,
-        "info",
-        "Validation curve fluctuates within its sampling noise",
+        "warning" if beyond else "info",
+        f"Validation curve fluctuates {'beyond' if beyond else 'within'} its sampling noise",
         evidence,
-        explanation + " That is what a validation sample of this size produces: "
-        "measurement noise, not a change in the model.",
-        f"nothing must change; to narrow the band (it shrinks as 1/√images) set "
-        f"{settings.key('validation_steps')}: null or simulate more images (images_per_class)",
+        f"Each epoch scored {m} validation images: {'; '.join(parts)}. Observed noise is the "
+        f"spread of epoch-to-epoch changes with the trend removed (median absolute deviation "
+        f"of first differences / √2).{verdict}",
+        fix,
     )
 
 
-def check_stable(
-    findings: list[Finding], noise: NoiseEstimate | Skipped
-) -> Finding | Skipped | None:
+def check_stable(findings: list[Finding], noise: NoiseEstimate | None) -> Finding | Skipped | None:
     if any(finding.severity != "info" for finding in findings):
         return None
-    if isinstance(noise, Skipped) or noise.score is None:
+    if noise is None or noise.score is None:
         return Skipped("STABLE", "no validation curve with a noise band to judge")
     return Finding(
         "STABLE",
         "info",
         "Learning curve is stable",
         {"fluctuation_score": noise.score, "epochs": noise.epochs},
-        f"No check found a problem and the validation curve moves by {noise.score:.2f}× the "
-        f"noise its {noise.images_scored} scored images explain: its wiggles are measurement "
-        f"noise.",
+        f"No check found a problem, and the validation curve moves by {noise.score:.2f}× the "
+        f"noise that its {noise.images_scored} scored images explain: measurement noise.",
         "nothing to change",
     )
 
@@ -249,9 +231,7 @@ class Diagnostics:
     def to_dict(self) -> dict:
         return {
             "run": self.run,
-            "fluctuation_score": plain_number(self.fluctuation_score)
-            if self.fluctuation_score is not None
-            else None,
+            "fluctuation_score": plain_number(self.fluctuation_score),
             "fluctuation_metric": self.fluctuation_metric,
             "findings": [vars(finding).copy() for finding in self.findings],
             "skipped": [vars(skip).copy() for skip in self.skipped],
@@ -264,43 +244,43 @@ class Diagnostics:
         if self.fluctuation_score is None:
             return "Fluctuation score: not available (too few epochs or no noise estimate)."
         return (
-            f"Fluctuation score: {plain_number(self.fluctuation_score)} — {self.fluctuation_metric}"
-            f" varies {self.fluctuation_score:.2g}× as much as the validation images scored "
-            f"explain (≈1: measurement noise; ≫1: the model itself jumps)."
+            f"Fluctuation score: {plain_number(self.fluctuation_score)} — "
+            f"{self.fluctuation_metric} varies {self.fluctuation_score:.2g}× as much as the "
+            f"validation images scored explain (≈1: measurement noise; ≫1: the model jumps)."
         )
 
     def to_markdown(self) -> str:
         lines = [f"# Diagnostics for run `{self.run}`", "", self._score_line(), ""]
-        for finding in self.findings:
-            lines += [
-                f"## {finding.severity.upper()} · `{finding.code}` — {finding.title}",
-                "",
-                "| evidence | value |",
-                "|---|---|",
-            ]
-            lines += [f"| {key} | {_cell(value)} |" for key, value in finding.evidence.items()]
-            lines += ["", finding.explanation, "", f"**Fix:** {finding.fix}", ""]
+        for item in self.findings:
+            heading = f"## {item.severity.upper()} · `{item.code}` — {item.title}"
+            lines += [heading, "", "| evidence | value |", "|---|---|"]
+            lines += [f"| {key} | {_cell(value)} |" for key, value in item.evidence.items()]
+            lines += ["", item.explanation, "", f"**Fix:** {item.fix}", ""]
         if self.skipped:
             lines += ["## Skipped checks", ""]
-            lines += [f"- `{skip.code}`: {skip.reason}" for skip in self.skipped]
-            lines.append("")
+            lines += [f"- `{skip.code}`: {skip.reason}" for skip in self.skipped] + [""]
         return "\n".join(lines)
 
     def to_text(self) -> str:
-        lines = [f"Diagnostics for run '{self.run}'. {self._score_line()}"]
-        for finding in self.findings:
+        """Plain text for a terminal: one block per finding, then the skipped checks."""
+        lines = [f"Diagnostics for run '{self.run}'", _wrap(self._score_line(), "")]
+        for item in self.findings:
             lines += [
-                f"{finding.severity.upper():8} {finding.code}: {finding.title}",
-                f"         {finding.explanation}",
-                f"         fix: {finding.fix}",
+                f"\n{item.severity.upper()} {item.code}: {item.title}",
+                _wrap(item.explanation),
+                _wrap(f"fix: {item.fix}"),
             ]
-        lines += [f"skipped  {skip.code}: {skip.reason}" for skip in self.skipped]
+        lines += [""] + [_wrap(f"skipped {s.code}: {s.reason}", "") for s in self.skipped]
         return "\n".join(lines) + "\n"
 
     def write(self, json_path: str | Path, markdown_path: str | Path | None = None) -> None:
         Path(json_path).write_text(self.to_json(), encoding="utf-8")
         if markdown_path is not None:
             Path(markdown_path).write_text(self.to_markdown(), encoding="utf-8")
+
+
+def _wrap(text: str, indent: str = "    ") -> str:
+    return textwrap.fill(text, 100, initial_indent=indent, subsequent_indent=indent + "  ")
 
 
 def _cell(value: object) -> str:
@@ -352,59 +332,54 @@ def diagnose(
     optimizer: str | None = None,
 ) -> Diagnostics:
     """Explain a run's learning curves; checks missing an input are listed in `skipped`."""
-    for name, value, least in [
-        ("train_images", train_images, 1),
-        ("batch_size", batch_size, 1),
-        ("validation_images", validation_images, 0),
-        ("steps_per_epoch", steps_per_epoch, 1),
-        ("validation_steps", validation_steps, 1),
-    ]:
-        if value is not None and (not isinstance(value, int | np.integer) or value < least):
-            raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
-    settings = RunSettings(
-        run,
-        int(train_images),
-        int(validation_images),
-        int(batch_size),
-        steps_per_epoch,
-        validation_steps,
-        bool(validation_shuffle),
-        learning_rate,
-        optimizer,
+    settings = RunSettings.checked(
+        run=run,
+        train_images=train_images,
+        validation_images=validation_images,
+        batch_size=batch_size,
+        steps_per_epoch=steps_per_epoch,
+        validation_steps=validation_steps,
+        validation_shuffle=validation_shuffle,
+        learning_rate=learning_rate,
+        optimizer=optimizer,
     )
     history = _normalise_history(history)
-    noise = estimate_noise(history, settings, predictions)
-    band = None
-    if isinstance(noise, NoiseEstimate):
+    estimate = estimate_noise(history, settings, predictions)
+    noise = estimate if isinstance(estimate, NoiseEstimate) else None
+    band_skip = band = None
+    if noise is not None:
+        # Overfitting must rise above both the sampling noise and the fluctuation really seen.
         band = max(
             (b for b in (noise.loss_expected, noise.loss_observed) if b is not None), default=None
         )
-    results = [
-        check_partial_epoch(history, settings),
-        check_partial_validation(history, settings),
-        check_sampling_noise(noise, settings),
-        check_batchnorm(batchnorm, settings),
-        check_unstable_optimization(batches, history, settings),
-        check_overfitting(history, band, settings),
-        check_class_imbalance(train_label_counts, predictions),
-    ]
-    if isinstance(noise, NoiseEstimate) and noise.loss_expected is None and noise.score:
-        results.append(
-            Skipped(
+        if noise.loss_expected is None and noise.score is not None:
+            band_skip = Skipped(
                 SAMPLING_NOISE,
                 "val_loss band: no per-image validation losses "
                 "(predictions.tsv need the model); the band uses val_accuracy",
             )
-        )
-    findings = [result for result in results if isinstance(result, Finding)]
-    results.append(check_stable(findings, noise))
-    estimate = noise if isinstance(noise, NoiseEstimate) else None
+    results = {
+        "PARTIAL_EPOCH": checks.check_partial_epoch(history, settings),
+        "PARTIAL_VALIDATION": checks.check_partial_validation(history, settings),
+        SAMPLING_NOISE: estimate,  # replaced below, once the causes it names have been checked
+        "band": band_skip,
+        "BATCHNORM_STATISTICS": checks.check_batchnorm(batchnorm, settings),
+        "UNSTABLE_OPTIMIZATION": checks.check_unstable_optimization(batches, history, settings),
+        "OVERFITTING": checks.check_overfitting(history, band, settings),
+        "CLASS_IMBALANCE": checks.check_class_imbalance(train_label_counts, predictions),
+    }
+    if noise is not None:
+        causes = [results[code] for code in FLUCTUATION_CAUSES.split()]
+        named = [r.code for r in causes if isinstance(r, Finding) and r.severity != "info"]
+        unchecked = [r.code for r in causes if isinstance(r, Skipped)]
+        results[SAMPLING_NOISE] = check_sampling_noise(noise, settings, named, unchecked)
+    results["STABLE"] = check_stable([r for r in results.values() if isinstance(r, Finding)], noise)
     return Diagnostics(
         run=run,
-        fluctuation_score=estimate.score if estimate else None,
-        fluctuation_metric=f"val_{estimate.metric}" if estimate and estimate.metric else None,
-        findings=tuple(result for result in results if isinstance(result, Finding)),
-        skipped=tuple(result for result in results if isinstance(result, Skipped)),
+        fluctuation_score=noise.score if noise else None,
+        fluctuation_metric=f"val_{noise.metric}" if noise and noise.metric else None,
+        findings=tuple(r for r in results.values() if isinstance(r, Finding)),
+        skipped=tuple(r for r in results.values() if isinstance(r, Skipped)),
     )
 
 
@@ -414,50 +389,33 @@ def main(argv: list[str] | None = None) -> int:
         description="Explain why a validation curve fluctuates, from a Keras CSVLogger file or "
         "simtrain's history.tsv. Exits 0 whenever the diagnosis ran.",
     )
-    parser.add_argument("history", type=Path, help="CSVLogger .csv or history.tsv")
-    parser.add_argument("--train-images", type=int, required=True, help="training-set size")
-    parser.add_argument("--validation-images", type=int, required=True)
-    parser.add_argument("--batch-size", type=int, required=True)
-    parser.add_argument("--steps-per-epoch", type=int, help="omit for full epochs")
-    parser.add_argument("--validation-steps", type=int, help="omit for full validation")
-    parser.add_argument(
-        "--validation-shuffle",
-        action="store_true",
-        help="validation data was reshuffled every epoch",
-    )
+    parser.add_argument("history", type=Path, help="CSVLogger .csv or simtrain history.tsv")
+    for name in ("train-images", "validation-images", "batch-size"):
+        parser.add_argument(f"--{name}", type=int, required=True)
+    for name in ("steps-per-epoch", "validation-steps"):
+        parser.add_argument(f"--{name}", type=int, help="omit when the whole set was used")
+    parser.add_argument("--validation-shuffle", action="store_true", help="reshuffled per epoch")
     parser.add_argument("--learning-rate", type=float)
     parser.add_argument("--batches", type=Path, help="simtrain batches.tsv (per-batch losses)")
     parser.add_argument("--predictions", type=Path, help="simtrain predictions.tsv")
-    parser.add_argument("--run", help="run name used in the fixes (default: the file's stem)")
+    parser.add_argument("--run", help="run name used in the fixes (default: from the path)")
     parser.add_argument("--json", action="store_true", help="print diagnostics.json instead")
-    args = parser.parse_args(argv)
+    settings = vars(parser.parse_args(argv))
+    history_path, as_json = settings.pop("history"), settings.pop("json")
+    # results/runs/<run>/history.tsv -> <run>; keras.csv -> keras
+    default_run = history_path.stem if history_path.stem != "history" else history_path.parent.name
+    settings["run"] = settings["run"] or default_run or "run"
     try:
-        history = read_history(args.history)
-        tables = {
-            name: pd.read_csv(getattr(args, name), sep="\t") if getattr(args, name) else None
-            for name in ("batches", "predictions")
-        }
-    except (OSError, ValueError, pd.errors.ParserError) as error:
-        parser.exit(
-            1,
-            f"error: cannot read {error}\n" if isinstance(error, OSError) else f"error: {error}\n",
-        )
+        history = read_history(history_path)
+        for name in ("batches", "predictions"):
+            settings[name] = pd.read_csv(settings[name], sep="\t") if settings[name] else None
+    except (OSError, ValueError) as error:  # pandas' parser errors are ValueErrors
+        parser.exit(1, f"error: cannot read {error}\n")
     try:
-        result = diagnose(
-            history,
-            run=args.run or args.history.stem,
-            train_images=args.train_images,
-            validation_images=args.validation_images,
-            batch_size=args.batch_size,
-            steps_per_epoch=args.steps_per_epoch,
-            validation_steps=args.validation_steps,
-            validation_shuffle=args.validation_shuffle,
-            learning_rate=args.learning_rate,
-            **tables,
-        )
+        result = diagnose(history, **settings)
     except ValueError as error:
         parser.error(str(error))
-    sys.stdout.write(result.to_json() if args.json else result.to_text())
+    sys.stdout.write(result.to_json() if as_json else result.to_text())
     return 0
 
 

@@ -1,0 +1,237 @@
+"""The workflow through profiles/slurm, on a throwaway one-node Slurm cluster (.ci/slurm.sh).
+
+Snakemake runs from a separate environment holding the `cluster` dependency group (the Slurm
+executor plugin): installed into the project's .venv, the plugin would slow every other
+Snakemake start-up in the suite. See docs/cluster.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, TINY_CONFIG, snakemake, write_config
+
+pytestmark = pytest.mark.slurm
+
+SLURM_SH = ROOT / ".ci" / "slurm.sh"
+PROFILE = ROOT / "profiles" / "slurm"
+# The CI cluster has no accounting database, so `sacct` fails and the plugin's default
+# status query would wait forever: ask squeue (the cluster keeps finished jobs listed for
+# MinJobAge=600 s), and poll at once. Users keep the plugin's defaults.
+CI_STATUS_FLAGS = (
+    "--slurm-status-command",
+    "squeue",
+    "--slurm-init-seconds-before-status-checks",
+    "2",
+    "--seconds-between-status-checks",
+    "2",
+)
+# Jobs Snakemake runs itself instead of submitting.
+LOCAL_RULES = {"all"}
+# One tiny run per training rule the workflow defines; the deep run exercises GPU routing.
+TINY_RUNS = {
+    "train_run": {"cnn": {"model": "small_cnn", "epochs": 1, "batch_size": 8}},
+    "train_baseline": {"baseline": {"model": "baseline"}},
+}
+PACKED_FILES = [
+    f"results/packed/{split}/{name}"
+    for split in ("train", "validation")
+    for name in ("images.npy", "labels.npy", "classes.json")
+]
+
+
+def defined_rules() -> set[str]:
+    sources = [ROOT / "Snakefile", *sorted((ROOT / "workflow" / "rules").glob("*.smk"))]
+    return {
+        name
+        for source in sources
+        for name in re.findall(r"^rule (\w+):", source.read_text(), flags=re.MULTILINE)
+    }
+
+
+def cluster_venv() -> Path:
+    """This checkout's environment with the `cluster` group, outside the project's .venv."""
+    if os.environ.get("SIMTRAIN_CLUSTER_VENV"):
+        return Path(os.environ["SIMTRAIN_CLUSTER_VENV"])
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    checkout = hashlib.sha256(str(ROOT).encode()).hexdigest()[:8]
+    return cache / "simtrain" / f"cluster-venv-{checkout}"
+
+
+@pytest.fixture(scope="module")
+def cluster_env() -> dict[str, str]:
+    """Environment variables that put the cluster venv's Python first (jobs inherit them)."""
+    uv = shutil.which("uv")
+    if uv is None:
+        pytest.skip("uv not found: it builds the environment with the Slurm plugin")
+    venv = cluster_venv()
+    env = {key: value for key, value in os.environ.items() if key != "VIRTUAL_ENV"}
+    # --frozen: install exactly uv.lock, never rewrite it.
+    subprocess.run(
+        [uv, "sync", "--frozen", "--group", "cluster", "--quiet"],
+        cwd=ROOT,
+        env={**env, "UV_PROJECT_ENVIRONMENT": str(venv)},
+        check=True,
+        timeout=600,
+    )
+    return {
+        **env,
+        "VIRTUAL_ENV": str(venv),
+        "PATH": f"{venv / 'bin'}{os.pathsep}{env['PATH']}",
+    }
+
+
+def slurm_installed() -> bool:
+    search_path = f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin"
+    return all(
+        shutil.which(tool, path=search_path) for tool in ("sinfo", "slurmctld", "slurmd", "munged")
+    )
+
+
+def can_be_root() -> bool:
+    if os.geteuid() == 0:
+        return True
+    return shutil.which("sudo") is not None and subprocess.run(["sudo", "-n", "true"]).returncode == 0
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster(tmp_path_factory) -> dict[str, str]:
+    """A running one-node cluster; yields the variables clients need. Always stopped."""
+    if not slurm_installed():
+        if not os.environ.get("CI"):
+            pytest.skip("Slurm not installed; run: sudo bash .ci/slurm.sh install")
+        subprocess.run(["bash", str(SLURM_SH), "install"], check=True, timeout=600)
+    if not can_be_root():
+        pytest.skip("starting slurmd and munged needs root or passwordless sudo")
+    etc_config = Path("/etc/slurm/slurm.conf")
+    if etc_config.exists() and not etc_config.is_symlink():
+        pytest.skip(f"{etc_config} exists: this machine belongs to a real Slurm cluster")
+    directory = tmp_path_factory.mktemp("slurm")
+    try:
+        subprocess.run(["bash", str(SLURM_SH), "start", str(directory)], check=True, timeout=120)
+        yield {"SLURM_CONF": str(directory / "slurm.conf")}
+    finally:
+        subprocess.run(["bash", str(SLURM_SH), "stop", str(directory)], timeout=120)
+
+
+def cluster_snakemake(workdir: Path, env: dict[str, str], *args: str, timeout: int = 420):
+    """Snakemake from the cluster venv with profiles/slurm, killed after `timeout` seconds."""
+    command = [
+        *("timeout", "-k", "10", str(timeout)),
+        *(str(Path(env["VIRTUAL_ENV"]) / "bin" / "python"), "-m", "snakemake"),
+        *("--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir)),
+        *("--workflow-profile", str(PROFILE)),
+        *args,
+    ]
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout + 30)
+
+
+def job_stats(log: str) -> Counter:
+    """Rule -> job count from Snakemake's "Job stats" table."""
+    table = log.split("Job stats:", 1)[1].split("total", 1)[0]
+    return Counter({m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)})
+
+
+def slurm_jobs(run_id: str, env: dict[str, str]) -> list[dict[str, str]]:
+    """This Snakemake run's Slurm jobs, finished ones included (MinJobAge keeps them)."""
+    listing = subprocess.run(
+        ["squeue", "--states=all", "--noheader", f"--name={run_id}", "--format=%i|%P|%T|%k"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    ).stdout
+    jobs = []
+    for line in listing.split():
+        job_id, partition, state, comment = line.split("|")
+        rule = re.fullmatch(r"rule_(.+?)(?:_wildcards_.*)?", comment)[1]
+        jobs.append({"id": job_id, "partition": partition, "state": state, "rule": rule})
+    return jobs
+
+
+def test_slurm_profile_dry_runs_and_lints_like_the_default(cluster_env, tmp_path):
+    config = {**TINY_CONFIG, "runs": {}}
+    for rule, runs in TINY_RUNS.items():
+        if rule in defined_rules():
+            config["runs"].update(runs)
+    configfile = write_config(tmp_path, config)
+
+    dry_run = cluster_snakemake(tmp_path, cluster_env, "--configfile", str(configfile), "-n")
+    assert dry_run.returncode == 0, dry_run.stderr[-4000:]
+    jobs = re.split(r"\nrule ", dry_run.stdout + dry_run.stderr)
+    resources = {job.split(":", 1)[0]: job.split("resources:", 1)[-1] for job in jobs[1:]}
+    assert "slurm_partition=cpu" in resources["simulate_shard"]
+    if "train_run" in resources:
+        assert "slurm_partition=gpu" in resources["train_run"]
+        assert "gpu=1" in resources["train_run"]
+
+    def lints(result: subprocess.CompletedProcess) -> tuple[int, list[str]]:
+        text = result.stdout + result.stderr
+        return result.returncode, [line for line in text.splitlines() if "profile" not in line]
+
+    cluster_lint = cluster_snakemake(tmp_path, cluster_env, "--configfile", str(configfile), "--lint")
+    local_lint = snakemake(tmp_path, "--configfile", str(configfile), "--lint", check=False)
+    assert lints(cluster_lint) == lints(local_lint)
+
+
+def test_workflow_runs_every_job_on_slurm_and_matches_a_local_run(
+    slurm_cluster, cluster_env, tmp_path
+):
+    rules = defined_rules()
+    training_rules = [rule for rule in TINY_RUNS if rule in rules]
+    # One shard per class: three simulation jobs still fan out, at a third of the start-ups.
+    config = {**TINY_CONFIG, "images_per_shard": TINY_CONFIG["images_per_class"], "runs": {}}
+    for rule in training_rules:
+        config["runs"].update(TINY_RUNS[rule])
+    # Stop after training: diagnostics and reports add nothing Slurm-specific.
+    targets = ("--until", *training_rules) if training_rules else ()
+    cluster_dir, local_dir = tmp_path / "cluster", tmp_path / "local"
+    for directory in (cluster_dir, local_dir):
+        directory.mkdir()
+        write_config(directory, config)
+
+    env = {**cluster_env, **slurm_cluster}
+    result = cluster_snakemake(
+        cluster_dir,
+        env,
+        *("--configfile", str(cluster_dir / "config.yaml"), *CI_STATUS_FLAGS, *targets),
+    )
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-6000:]
+
+    run_id = re.search(r"SLURM run ID: (\S+)", log)[1]
+    jobs = slurm_jobs(run_id, env)
+    expected = job_stats(log)
+    for rule in LOCAL_RULES:
+        expected.pop(rule, None)
+    assert Counter(job["rule"] for job in jobs) == expected
+    assert {job["state"] for job in jobs} == {"COMPLETED"}
+    for job in jobs:
+        if job["rule"] == "train_run":
+            assert job["partition"] == "gpu"
+            details = subprocess.run(
+                ["scontrol", "show", "job", job["id"]],
+                capture_output=True,
+                text=True,
+                env=env,
+                check=True,
+            ).stdout
+            assert re.search(r"TresPerJob=gres[:/]gpu:1\b", details), details
+        else:
+            assert job["partition"] == "cpu", job
+
+    snakemake(local_dir, "--cores", "2", "--configfile", str(local_dir / "config.yaml"), *targets)
+    for name in [*PACKED_FILES, "results/images/manifest.tsv"]:
+        assert (cluster_dir / name).read_bytes() == (local_dir / name).read_bytes(), name
+    for run in config["runs"]:
+        cluster_files = sorted(p.name for p in (cluster_dir / "results/runs" / run).iterdir())
+        local_files = sorted(p.name for p in (local_dir / "results/runs" / run).iterdir())
+        assert cluster_files == local_files, run
