@@ -4,7 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from simtrain.simulate import image_name, write_png
+from simtrain.png import write_png
+from simtrain.simulate import image_name
 from simtrain.split import DuplicateImageError, split_dataset, split_indices, validation_count
 
 

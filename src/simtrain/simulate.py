@@ -11,17 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
 from simtrain.io import atomic_path
+from simtrain.png import write_png
 from simtrain.simulators import resolve_simulator, to_uint8
 
 log = logging.getLogger(__name__)
-
-# zlib level 1: ~5x faster than the default level for ~10 % larger files.
-PNG_COMPRESS_LEVEL = 1
-
 
 def class_key(class_name: str) -> int:
     """A stable 64-bit integer for a class name (Python's hash() is salted per process)."""
@@ -73,10 +69,6 @@ def simulate_image(
             f"with params {dict(params)}: {type(error).__name__}: {error}"
         ) from error
     return to_uint8(raw, class_name=class_name, simulator=simulator_name, size=size)
-
-
-def write_png(path: str | os.PathLike, image: np.ndarray) -> None:
-    Image.fromarray(image, mode="L").save(path, compress_level=PNG_COMPRESS_LEVEL)
 
 
 def write_shard(
