@@ -1,6 +1,8 @@
 # simtrain: simulate -> split -> pack -> train -> diagnose -> report.
 from snakemake.utils import min_version, validate
 
+from simtrain.config import check_config_files
+
 min_version("9.0")
 
 
@@ -11,16 +13,23 @@ if not workflow.overwrite_configfiles:
     configfile: f"{workflow.basedir}/config/config.yaml"
 
 
+check_config_files(workflow.configfiles)
 validate(config, "workflow/schemas/config.schema.yaml")
+
+
+report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/simulate.smk"
 include: "workflow/rules/split.smk"
 include: "workflow/rules/pack.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/diagnose.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:
     default_target: True
     input:
-        packed_outputs(),
+        final_outputs(),

@@ -3,7 +3,7 @@
 #
 #   bash .ci/slurm.sh install     # Debian/Ubuntu: slurmctld slurmd slurm-client munge (needs root)
 #   bash .ci/slurm.sh start DIR   # config, state and logs in DIR; returns once the node is idle
-#   bash .ci/slurm.sh stop DIR    # stops the daemons whose PIDs start recorded in DIR
+#   bash .ci/slurm.sh stop DIR    # cancels left-over jobs, stops the daemons start recorded in DIR
 #
 # Clients find this cluster through SLURM_CONF=DIR/slurm.conf. The one node is called
 # `localhost` (slurmd -N, so the host name does not matter), sits in two partitions, `cpu`
@@ -232,7 +232,7 @@ stop_pid() {
 
 stop() {
     local dir=$1 jobs _
-    [[ -d $dir ]] || return 0
+    [[ -d $dir ]] || { unlink_etc_config "$dir"; return 0; }
     dir=$(cd "$dir" && pwd)
     if pid_alive "$dir/slurmctld.pid" slurmctld; then
         # Cancel what is left so that no job outlives the cluster.

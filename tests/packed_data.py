@@ -20,14 +20,33 @@ def make_packed(root: Path, *, per_class: int = 16, size: int = 32, seed: int = 
     shards = []
     for name, (simulator, params) in CLASSES.items():
         shard = root / "images" / "all" / name / "shard-0"
-        write_shard(shard, class_name=name, simulator=simulator, params=params, seed=seed,
-                    size=size, indices=shard_range(0, per_class, per_class))
+        write_shard(
+            shard,
+            class_name=name,
+            simulator=simulator,
+            params=params,
+            seed=seed,
+            size=size,
+            indices=shard_range(0, per_class, per_class),
+        )
         shards.append(shard)
-    split_dataset(shards, images_root=root / "images", manifest_path=root / "manifest.tsv",
-                  validation_fraction=0.25, seed=seed)
+    split_dataset(
+        shards,
+        images_root=root / "images",
+        manifest_path=root / "manifest.tsv",
+        validation_fraction=0.25,
+        seed=seed,
+    )
     for split in ("train", "validation"):
         out = root / "packed" / split
-        pack_split(images_root=root / "images", manifest_path=root / "manifest.tsv", split=split,
-                   classes=sorted(CLASSES), size=size, images_out=out / "images.npy",
-                   labels_out=out / "labels.npy", classes_out=out / "classes.json")
+        pack_split(
+            images_root=root / "images",
+            manifest_path=root / "manifest.tsv",
+            split=split,
+            classes=sorted(CLASSES),
+            size=size,
+            images_out=out / "images.npy",
+            labels_out=out / "labels.npy",
+            classes_out=out / "classes.json",
+        )
     return root / "packed"

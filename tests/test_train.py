@@ -27,8 +27,16 @@ SETTINGS = {
     "train_images": None,
     "seed": 3,
 }
-ARTIFACTS = ["history.tsv", "batches.tsv", "timing.tsv", "predictions.tsv", "model.keras",
-             "best.keras", "metrics.json", "config.resolved.yaml"]
+ARTIFACTS = [
+    "history.tsv",
+    "batches.tsv",
+    "timing.tsv",
+    "predictions.tsv",
+    "model.keras",
+    "best.keras",
+    "metrics.json",
+    "config.resolved.yaml",
+]
 
 
 @pytest.fixture(scope="module")
@@ -54,9 +62,13 @@ def run_in_process(packed, out_dir, backend="tensorflow", check=True, **override
     spec_file = out_dir.parent / f"{out_dir.name}.json"
     spec_file.write_text(json.dumps(job))
     return subprocess.run(
-        [sys.executable, "-m", "tests.train_job", str(spec_file)], cwd=ROOT,
-        capture_output=True, text=True, env={**os.environ, "KERAS_BACKEND": backend},
-        timeout=600, check=check,
+        [sys.executable, "-m", "tests.train_job", str(spec_file)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "KERAS_BACKEND": backend},
+        timeout=600,
+        check=check,
     )
 
 
@@ -95,8 +107,9 @@ def test_small_cnn_learns_the_tiny_problem(packed, tmp_path):
 
 
 def test_partial_epochs_are_accounted_for_and_continue_the_stream(packed, tmp_path):
-    train_run(**spec(packed, tmp_path, steps_per_epoch=2, validation_steps=1,
-                     validation_shuffle=True))
+    train_run(
+        **spec(packed, tmp_path, steps_per_epoch=2, validation_steps=1, validation_shuffle=True)
+    )
     history = read(tmp_path, "history.tsv")
     # 36 images in batches of 8 make passes of 8+8+8+8+4; epoch 3 takes the last
     # (short) batch of pass 1 and the first of pass 2, like Keras 2's endless generator.

@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import sys
+from pathlib import Path
 
 import keras
 
@@ -31,6 +32,6 @@ class KillAt(keras.callbacks.Callback):
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO)
-    spec = json.loads(open(sys.argv[1]).read())
+    spec = json.loads(Path(sys.argv[1]).read_text())
     kill_at = spec.pop("kill_at", None)
     train_run(**spec, callbacks=[KillAt(*kill_at)] if kill_at else [])

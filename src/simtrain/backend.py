@@ -55,14 +55,14 @@ def configure(
     seed: int,
     *,
     threads: int | None = None,
-    mixed_precision: str = "auto",
-    data_parallel: str = "auto",
+    mixed_precision: str | bool = "auto",
+    data_parallel: str | bool = "auto",
 ) -> Runtime:
     """Seed everything, make CPU runs bit-reproducible and pick precision and devices.
 
-    mixed_precision: "auto" (bfloat16 on a GPU that supports it, float32 elsewhere),
-    "on" or "off". data_parallel: "auto" (all local accelerators when there are several),
-    "on" or "off".
+    mixed_precision: "auto" (bfloat16 on a GPU that supports it, float32 elsewhere), True
+    or False. data_parallel: "auto" (all local accelerators when there are several), True
+    or False.
     """
     backend = keras.backend.backend()
     if backend == "tensorflow":
@@ -82,12 +82,12 @@ def configure(
             "CUDA_VISIBLE_DEVICES=%s but no usable GPU: training on the CPU",
             os.environ["CUDA_VISIBLE_DEVICES"],
         )
-    want_mixed = {"auto": bool(found), "on": True, "off": False}[mixed_precision]
+    want_mixed = bool(found) if mixed_precision == "auto" else bool(mixed_precision)
     policy = "float32"
     if want_mixed:
         policy = "mixed_bfloat16" if _supports_bfloat16(backend) or not found else "mixed_float16"
     keras.mixed_precision.set_dtype_policy(policy)
-    parallel = {"auto": len(found) > 1, "on": True, "off": False}[data_parallel]
+    parallel = len(found) > 1 if data_parallel == "auto" else bool(data_parallel)
     runtime = Runtime(backend, found, policy, parallel)
     log.info(
         "backend %s, devices: %s, dtype policy %s, data parallel %s",

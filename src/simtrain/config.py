@@ -6,9 +6,14 @@ offending key named, and never after hours of simulation.
 
 from __future__ import annotations
 
+import importlib.util
+import math
 import os
+import sys
 from collections.abc import Mapping
 from typing import Any
+
+import yaml
 
 from simtrain.simulate import simulate_image
 from simtrain.simulators import SimulatorError, resolve_simulator
@@ -49,3 +54,91 @@ def check_classes(config: Mapping[str, Any], search_path: str | os.PathLike | No
             )
         except ValueError as error:
             raise ConfigError(f"classes.{name}: {error}") from error
+
+
+# Built-in model names, kept here so planning a workflow does not import Keras
+# (tests check they match simtrain.models).
+KERAS_MODELS = ("resnet50", "small_cnn")
+BASELINE_MODEL = "baseline"
+
+
+def resolve_run(config: Mapping[str, Any], run: str) -> dict[str, Any]:
+    """A run's complete settings, its seed defaulting to the top-level seed."""
+    settings = dict(config["runs"][run])
+    if settings.get("seed") is None:
+        settings["seed"] = config["seed"]
+    return settings
+
+
+def check_runs(config: Mapping[str, Any], search_path: str | os.PathLike | None) -> None:
+    """Model names resolve and step counts fit the data the split will produce."""
+    train_total, validation_total = split_sizes(config)
+    n_classes = len(config["classes"])
+    for run in config["runs"]:
+        settings = resolve_run(config, run)
+        key = f"runs.{run}"
+        model = settings["model"]
+        if ":" in model:
+            _check_importable(f"{key}.model", model, search_path)
+        elif model not in (*KERAS_MODELS, BASELINE_MODEL):
+            raise ConfigError(
+                f"{key}.model: unknown model {model!r}; expected one of "
+                f"{[*KERAS_MODELS, BASELINE_MODEL]} or a plug-in 'package.module:function'"
+            )
+        train_images = settings["train_images"]
+        if train_images is not None and not n_classes <= train_images <= train_total:
+            raise ConfigError(
+                f"{key}.train_images: {train_images} is outside [{n_classes}, {train_total}] "
+                f"(one image per class at least; the split yields {train_total} training images)"
+            )
+        batch = settings["batch_size"]
+        for name, images in (
+            ("steps_per_epoch", train_images or train_total),
+            ("validation_steps", validation_total),
+        ):
+            steps, available = settings[name], math.ceil(images / batch)
+            if steps is not None and steps > available:
+                raise ConfigError(
+                    f"{key}.{name}: {steps} batches of {batch} exceed the data "
+                    f"({images} images = {available} batches); use null for the whole set"
+                )
+
+
+def _check_importable(key: str, spec: str, search_path: str | os.PathLike | None) -> None:
+    module, _, attribute = spec.partition(":")
+    if not module or not attribute:
+        raise ConfigError(f"{key}: {spec!r} is not of the form 'package.module:function'")
+    if search_path is not None and str(search_path) not in sys.path:
+        sys.path.insert(0, str(search_path))
+    try:
+        found = importlib.util.find_spec(module)
+    except (ImportError, ValueError) as error:
+        raise ConfigError(f"{key}: cannot import {module!r}: {error}") from error
+    if found is None:
+        raise ConfigError(f"{key}: no module named {module!r} (searched {search_path} too)")
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """A YAML loader that refuses duplicate keys instead of keeping the last one."""
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False):
+    loader.flatten_mapping(node)  # resolve '<<' merge keys first; they may repeat keys
+    seen: set = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            line = key_node.start_mark.line + 1
+            raise ConfigError(f"{key_node.start_mark.name}, line {line}: duplicate key {key!r}")
+        seen.add(key)
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def check_config_files(paths: list[str | os.PathLike]) -> None:
+    """Reject duplicate keys (e.g. two classes of the same name), which YAML would merge."""
+    for path in paths:
+        with open(path) as handle:
+            yaml.load(handle, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass

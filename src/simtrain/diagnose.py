@@ -25,6 +25,8 @@ import pandas as pd
 
 from simtrain import diagnostics_findings as checks
 from simtrain.diagnostics_findings import Finding, RunSettings, Skipped, finite_column, plain_number
+from simtrain.faults import failpoint
+from simtrain.io import write_text
 
 # Fewer epochs cannot separate fluctuation from trend (it takes two first differences at least).
 MIN_EPOCHS_FOR_NOISE = 3
@@ -274,9 +276,10 @@ class Diagnostics:
         return "\n".join(lines) + "\n"
 
     def write(self, json_path: str | Path, markdown_path: str | Path | None = None) -> None:
-        Path(json_path).write_text(self.to_json(), encoding="utf-8")
+        write_text(json_path, self.to_json())
+        failpoint("diagnose.between_files")
         if markdown_path is not None:
-            Path(markdown_path).write_text(self.to_markdown(), encoding="utf-8")
+            write_text(markdown_path, self.to_markdown())
 
 
 def _wrap(text: str, indent: str = "    ") -> str:

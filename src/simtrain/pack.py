@@ -13,6 +13,7 @@ import pandas as pd
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
+from simtrain.faults import failpoint
 from simtrain.io import atomic_path, write_json
 from simtrain.split import file_sha256
 
@@ -102,6 +103,8 @@ def pack_split(
             ):
                 pass
         array.flush()
+        failpoint("pack.images_loaded")
+    failpoint("pack.before_labels")
     with atomic_path(labels_out) as tmp, open(tmp, "wb") as handle:
         np.save(handle, labels)
     write_json(classes_out, list(classes))

@@ -13,11 +13,13 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from simtrain.faults import failpoint
 from simtrain.io import atomic_path
 from simtrain.png import write_png
 from simtrain.simulators import resolve_simulator, to_uint8
 
 log = logging.getLogger(__name__)
+
 
 def class_key(class_name: str) -> int:
     """A stable 64-bit integer for a class name (Python's hash() is salted per process)."""
@@ -102,5 +104,7 @@ def write_shard(
                 size=size,
             )
             write_png(tmp / image_name(class_name, index), image)
+            if index == indices.start + 1:
+                failpoint("simulate.mid_shard")
     log.info("class %s: wrote %d images to %s", class_name, len(indices), Path(out_dir))
     return len(indices)

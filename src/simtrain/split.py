@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from simtrain.faults import failpoint
 from simtrain.io import atomic_path, write_tsv
 from simtrain.simulate import class_key
 
@@ -137,6 +138,8 @@ def split_dataset(
                 (target / class_name).mkdir(parents=True)
         for source, split, klass in zip(images["source"], images["split"], images["class"]):
             _link(Path(source), targets[split] / klass / Path(source).name)
+        failpoint("split.linked")
+    failpoint("split.before_manifest")
     write_tsv(manifest_path, manifest)
 
     counts = manifest.groupby(["class", "split"]).size().unstack("split", fill_value=0)

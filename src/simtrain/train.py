@@ -17,9 +17,11 @@ import keras
 import numpy as np
 
 from simtrain import backend
-from simtrain.data import EpochSync, PackedBatches, PackedSplit, stratified_subset
+from simtrain.data import EpochSync, PackedBatches
+from simtrain.faults import failpoint
 from simtrain.io import atomic_path, write_tsv
 from simtrain.models import build_model, make_optimizer
+from simtrain.packed import PackedSplit, stratified_subset
 from simtrain.records import (
     BATCH_COLUMNS,
     HISTORY_COLUMNS,
@@ -108,6 +110,8 @@ class Recorder(keras.callbacks.Callback):
             }
         )
         self.seen, self.previous = seen, sums
+        if (self.train.epoch, batch) == (1, 1):
+            failpoint("train.mid_epoch")
 
     def on_test_begin(self, logs=None):
         if self.train_seconds is None:
@@ -140,6 +144,7 @@ class Recorder(keras.callbacks.Callback):
         if improved:
             self.state["best_val_loss"], self.state["best_epoch"] = row["val_loss"], epoch + 1
         self.save_backup(improved)
+        failpoint("train.after_backup")
 
     def save_backup(self, improved: bool) -> None:
         with atomic_path(self.backup) as tmp:
@@ -182,8 +187,8 @@ def train_run(
     resolved_config: Mapping[str, Any],
     threads: int = 1,
     workers: int = 2,
-    mixed_precision: str = "auto",
-    data_parallel: str = "auto",
+    mixed_precision: str | bool = "auto",
+    data_parallel: str | bool = "auto",
     search_path: str | os.PathLike | None = None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> dict[str, Any]:
@@ -288,6 +293,7 @@ def train_run(
         model.save(tmp)
     with atomic_path(out_dir / "best.keras") as tmp:
         shutil.copyfile(backup / "best.keras", tmp)
+    failpoint("train.writing_outputs")
     write_tsv(out_dir / "batches.tsv", table(state["batches"], BATCH_COLUMNS))
     write_run_tables(
         out_dir,

@@ -2,7 +2,7 @@
 import os
 from pathlib import Path
 
-from simtrain.config import check_classes
+from simtrain.config import BASELINE_MODEL, check_classes, check_runs, resolve_run
 from simtrain.simulate import shard_count
 from simtrain.simulators import simulator_source_file
 
@@ -10,7 +10,12 @@ LIBRARY = Path(workflow.basedir) / "src" / "simtrain"
 CLASSES = sorted(config["classes"])
 SPLITS = ["train", "validation"]
 
+RUNS = list(config["runs"])
+DEEP_RUNS = [r for r in RUNS if config["runs"][r]["model"] != BASELINE_MODEL]
+BASELINE_RUNS = [r for r in RUNS if r not in DEEP_RUNS]
+
 check_classes(config, search_path=os.getcwd())
+check_runs(config, search_path=os.getcwd())
 
 
 wildcard_constraints:
@@ -21,7 +26,7 @@ wildcard_constraints:
 
 def library_files(*modules):
     """Library modules a rule runs, as inputs: editing one reruns the rule."""
-    return [str(LIBRARY / f"{module}.py") for module in ("io", *modules)]
+    return [str(LIBRARY / f"{module}.py") for module in ("io", "faults", *modules)]
 
 
 def shard_dirs(klass):
@@ -43,3 +48,45 @@ def packed_outputs():
         split=SPLITS,
         name=["images.npy", "labels.npy", "classes.json"],
     )
+
+
+def packed(split):
+    return multiext(
+        f"results/packed/{split}/", "images.npy", "labels.npy", "classes.json"
+    )
+
+
+def run_settings(run):
+    return resolve_run(config, run)
+
+
+def resolved_config(run):
+    """What config.resolved.yaml records: the data config and this run's settings."""
+    data = {
+        k: config[k]
+        for k in (
+            "seed",
+            "image_size",
+            "images_per_class",
+            "validation_fraction",
+            "classes",
+        )
+    }
+    return {**data, "runs": {run: run_settings(run)}}
+
+
+def run_files(*names, runs=None):
+    return expand(
+        "results/runs/{run}/{name}", run=RUNS if runs is None else runs, name=names
+    )
+
+
+def final_outputs():
+    outputs = packed_outputs() + [
+        "results/samples/train.png",
+        "results/samples/validation.png",
+    ]
+    if RUNS:
+        outputs += run_files("diagnostics.json", "curves.png", "confusion.png")
+        outputs += ["results/comparison.tsv", "results/comparison.md"]
+    return outputs

@@ -1,7 +1,10 @@
 from simtrain.logs import log_to
+
+# First, so the imports' own messages (TensorFlow's) land in the log too.
+log_to(snakemake.log[0])
+
 from simtrain.pack import pack_split
 
-log_to(snakemake.log[0])
 pack_split(
     images_root=snakemake.params.images_root,
     manifest_path=snakemake.input.manifest,

@@ -1,9 +1,12 @@
+from simtrain.logs import log_to
+
+# First, so the imports' own messages (TensorFlow's) land in the log too.
+log_to(snakemake.log[0])
+
 import os
 
-from simtrain.logs import log_to
 from simtrain.simulate import shard_range, write_shard
 
-log_to(snakemake.log[0])
 params = snakemake.params
 write_shard(
     snakemake.output[0],

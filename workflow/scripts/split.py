@@ -1,7 +1,10 @@
 from simtrain.logs import log_to
+
+# First, so the imports' own messages (TensorFlow's) land in the log too.
+log_to(snakemake.log[0])
+
 from simtrain.split import split_dataset
 
-log_to(snakemake.log[0])
 split_dataset(
     snakemake.input.shards,
     images_root=snakemake.params.images_root,

@@ -1,0 +1,81 @@
+rule plot_run:
+    input:
+        run=run_outputs,
+        diagnostics="results/runs/{run}/diagnostics.json",
+        code=library_files("plots", "compare", "report"),
+    output:
+        curves=report(
+            "results/runs/{run}/curves.png",
+            caption="../report/curves.rst",
+            category="Runs",
+            subcategory="{run}",
+        ),
+        batches=report(
+            "results/runs/{run}/batches.png",
+            caption="../report/batches.rst",
+            category="Runs",
+            subcategory="{run}",
+        ),
+        confusion=report(
+            "results/runs/{run}/confusion.png",
+            caption="../report/confusion.rst",
+            category="Runs",
+            subcategory="{run}",
+        ),
+    log:
+        "results/logs/plot/{run}.log",
+    script:
+        "../scripts/plot_run.py"
+
+
+rule plot_samples:
+    input:
+        packed("{split}"),
+        code=library_files("plots", "packed", "report"),
+    output:
+        report(
+            "results/samples/{split}.png",
+            caption="../report/samples.rst",
+            category="Data",
+        ),
+    log:
+        "results/logs/samples/{split}.log",
+    params:
+        per_class=6,
+        seed=config["seed"],
+    script:
+        "../scripts/plot_samples.py"
+
+
+rule compare_runs:
+    input:
+        runs=run_files(*TRAIN_OUTPUTS, "diagnostics.json"),
+        code=library_files("compare", "plots", "report"),
+    output:
+        tsv=report(
+            "results/comparison.tsv",
+            caption="../report/comparison.rst",
+            category="Comparison",
+        ),
+        markdown="results/comparison.md",
+        accuracy=report(
+            "results/plots/validation_accuracy.png",
+            caption="../report/validation_accuracy.rst",
+            category="Comparison",
+        ),
+        best=report(
+            "results/plots/best_accuracy.png",
+            caption="../report/best_accuracy.rst",
+            category="Comparison",
+        ),
+        learning_curve=report(
+            "results/plots/learning_curve.png",
+            caption="../report/learning_curve.rst",
+            category="Comparison",
+        ),
+    log:
+        "results/logs/compare.log",
+    params:
+        run_dirs=expand("results/runs/{run}", run=RUNS),
+    script:
+        "../scripts/compare.py"

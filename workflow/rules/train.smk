@@ -1,0 +1,60 @@
+TRAIN_OUTPUTS = [
+    "history.tsv",
+    "timing.tsv",
+    "predictions.tsv",
+    "metrics.json",
+    "config.resolved.yaml",
+]
+
+
+rule train_run:
+    input:
+        train=packed("train"),
+        validation=packed("validation"),
+        code=library_files(
+            "train", "data", "packed", "models", "layers", "backend", "records"
+        ),
+    output:
+        multiext("results/runs/{run}/", *TRAIN_OUTPUTS),
+        batches="results/runs/{run}/batches.tsv",
+        model="results/runs/{run}/model.keras",
+        best="results/runs/{run}/best.keras",
+    log:
+        "results/logs/train/{run}.log",
+    benchmark:
+        "results/benchmarks/train/{run}.tsv"
+    wildcard_constraints:
+        run="|".join(DEEP_RUNS) or "^$",
+    # All local cores: trainings never run side by side fighting over a CPU.
+    threads: min(8, os.cpu_count() or 1)
+    resources:
+        training_jobs=1,
+        mem_mb=8000,
+    params:
+        settings=lambda w: run_settings(w.run),
+        resolved=lambda w: resolved_config(w.run),
+        mixed_precision=config["execution"]["mixed_precision"],
+        data_parallel=config["execution"]["data_parallel"],
+        loader_workers=config["execution"]["loader_workers"],
+    script:
+        "../scripts/train.py"
+
+
+rule train_baseline:
+    input:
+        train=packed("train"),
+        validation=packed("validation"),
+        code=library_files("baseline", "packed", "records"),
+    output:
+        multiext("results/runs/{run}/", *TRAIN_OUTPUTS),
+    log:
+        "results/logs/train/{run}.log",
+    benchmark:
+        "results/benchmarks/train/{run}.tsv"
+    wildcard_constraints:
+        run="|".join(BASELINE_RUNS) or "^$",
+    params:
+        settings=lambda w: run_settings(w.run),
+        resolved=lambda w: resolved_config(w.run),
+    script:
+        "../scripts/train_baseline.py"
