@@ -21,6 +21,14 @@ report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
+
+
+wildcard_constraints:
+    klass="|".join(CLASSES),
+    shard=r"\d+",
+    split="|".join(SPLITS),
+
+
 include: "workflow/rules/simulate.smk"
 include: "workflow/rules/split.smk"
 include: "workflow/rules/pack.smk"

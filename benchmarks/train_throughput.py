@@ -41,8 +41,9 @@ def write_packed(folder: Path, images: int, size: int) -> None:
     """Random uint8 images in the pack rule's format (throughput does not depend on content)."""
     rng = np.random.default_rng(0)
     folder.mkdir(parents=True, exist_ok=True)
-    array = np.lib.format.open_memmap(folder / "images.npy", mode="w+", dtype=np.uint8,
-                                      shape=(images, size, size, 1))
+    array = np.lib.format.open_memmap(
+        folder / "images.npy", mode="w+", dtype=np.uint8, shape=(images, size, size, 1)
+    )
     for start in range(0, images, 256):
         stop = min(start + 256, images)
         array[start:stop] = rng.integers(0, 256, (stop - start, size, size, 1), dtype=np.uint8)
@@ -66,9 +67,14 @@ def measure(args, precision: str, folder: Path) -> dict[str, float]:
 
     keras.mixed_precision.set_dtype_policy(precision)
     keras.utils.set_random_seed(0)
-    model = build_model(args.model, image_size=args.size, num_classes=CLASSES,
-                        augmentation={"shear": 0.2, "zoom": 0.2, "horizontal_flip": True},
-                        standardize=True, seed=0)
+    model = build_model(
+        args.model,
+        image_size=args.size,
+        num_classes=CLASSES,
+        augmentation={"shear": 0.2, "zoom": 0.2, "horizontal_flip": True},
+        standardize=True,
+        seed=0,
+    )
     model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
     split = PackedSplit.load(folder)
     packed = PackedBatches(split, args.batch, steps=args.steps, seed=0, workers=args.workers)
@@ -77,16 +83,26 @@ def measure(args, precision: str, folder: Path) -> dict[str, float]:
     memory_y = np.eye(CLASSES, dtype="float32")[split.labels[:n]]
     warm = PackedBatches(split, args.batch, steps=2, seed=1, workers=args.workers)
     model.fit(warm, epochs=1, verbose=0, shuffle=False)  # compile the train step
-    model.fit(memory_x[: 2 * args.batch], memory_y[: 2 * args.batch], batch_size=args.batch,
-              epochs=1, verbose=0, shuffle=False)
+    model.fit(
+        memory_x[: 2 * args.batch],
+        memory_y[: 2 * args.batch],
+        batch_size=args.batch,
+        epochs=1,
+        verbose=0,
+        shuffle=False,
+    )
     results = {}
     for _ in range(args.repeat):  # interleaved, best of --repeat
-        results["in_memory"] = max(results.get("in_memory", 0), timed_fit(
-            model, memory_x, args.steps, args.batch, y=memory_y, batch_size=args.batch))
-        results["packed"] = max(results.get("packed", 0),
-                                timed_fit(model, packed, args.steps, args.batch))
-    validation = PackedBatches(split, args.batch, steps=args.steps, shuffle=False,
-                               workers=args.workers)
+        results["in_memory"] = max(
+            results.get("in_memory", 0),
+            timed_fit(model, memory_x, args.steps, args.batch, y=memory_y, batch_size=args.batch),
+        )
+        results["packed"] = max(
+            results.get("packed", 0), timed_fit(model, packed, args.steps, args.batch)
+        )
+    validation = PackedBatches(
+        split, args.batch, steps=args.steps, shuffle=False, workers=args.workers
+    )
     model.predict(PackedBatches(split, args.batch, steps=2, shuffle=False), verbose=0)
     start = time.perf_counter()
     model.predict(validation, verbose=0)
@@ -118,20 +134,41 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(folder, ignore_errors=True)
 
     devices = ", ".join(accelerators()) or "cpu"
-    print(f"\n{args.model} {args.size}x{args.size}, batch {args.batch}, {args.steps} steps, "
-          f"backend {keras.backend.backend()}, devices {devices}")
-    rows = [[p, f"{r['in_memory']:.0f}", f"{r['packed']:.0f}",
-             f"{100 * r['packed'] / r['in_memory']:.1f} %", f"{r['predict']:.0f}"]
-            for p, r in measured.items()]
-    print(format_table(["precision", "in-memory img/s", "packed img/s", "packed/in-memory",
-                        "predict img/s"], rows))
+    print(
+        f"\n{args.model} {args.size}x{args.size}, batch {args.batch}, {args.steps} steps, "
+        f"backend {keras.backend.backend()}, devices {devices}"
+    )
+    rows = [
+        [
+            p,
+            f"{r['in_memory']:.0f}",
+            f"{r['packed']:.0f}",
+            f"{100 * r['packed'] / r['in_memory']:.1f} %",
+            f"{r['predict']:.0f}",
+        ]
+        for p, r in measured.items()
+    ]
+    print(
+        format_table(
+            ["precision", "in-memory img/s", "packed img/s", "packed/in-memory", "predict img/s"],
+            rows,
+        )
+    )
     verdicts = {p: r["packed"] / r["in_memory"] >= 0.95 for p, r in measured.items()}
     for precision, passed in verdicts.items():
         print(f"{precision}: packed >= 95 % of in-memory: {'PASS' if passed else 'MISS'}")
-    append_result(args.results, benchmark="train_throughput",
-                  parameters={**vars(args), "results": None, "devices": devices,
-                              "backend": keras.backend.backend()},
-                  results=measured, verdicts=verdicts)
+    append_result(
+        args.results,
+        benchmark="train_throughput",
+        parameters={
+            **vars(args),
+            "results": None,
+            "devices": devices,
+            "backend": keras.backend.backend(),
+        },
+        results=measured,
+        verdicts=verdicts,
+    )
     return 0
 
 

@@ -1,4 +1,4 @@
-# Shared helpers for the rule files: config lookups and library paths.
+# Shared helpers of the workflow (config lookups, library paths), kept apart from its rules.
 import os
 from pathlib import Path
 
@@ -7,6 +7,13 @@ from simtrain.simulate import shard_count
 from simtrain.simulators import simulator_source_file
 
 LIBRARY = Path(workflow.basedir) / "src" / "simtrain"
+# Jobs import the library from this checkout whatever environment runs them (uv, conda,
+# a cluster node); Snakemake passes its environment on to every job.
+os.environ.update(
+    PYTHONPATH=os.pathsep.join(
+        filter(None, [str(LIBRARY.parent), os.environ.get("PYTHONPATH")])
+    )
+)
 CLASSES = sorted(config["classes"])
 SPLITS = ["train", "validation"]
 
@@ -18,14 +25,8 @@ check_classes(config, search_path=os.getcwd())
 check_runs(config, search_path=os.getcwd())
 
 
-wildcard_constraints:
-    klass="|".join(CLASSES),
-    shard=r"\d+",
-    split="|".join(SPLITS),
-
-
 def library_files(*modules):
-    """Library modules a rule runs, as inputs: editing one reruns the rule."""
+    """Library modules as inputs, so that editing one reruns the jobs using it."""
     return [str(LIBRARY / f"{module}.py") for module in ("io", "faults", *modules)]
 
 
@@ -90,3 +91,20 @@ def final_outputs():
         outputs += run_files("diagnostics.json", "curves.png", "confusion.png")
         outputs += ["results/comparison.tsv", "results/comparison.md"]
     return outputs
+
+
+TRAIN_OUTPUTS = [
+    "history.tsv",
+    "timing.tsv",
+    "predictions.tsv",
+    "metrics.json",
+    "config.resolved.yaml",
+]
+
+
+def run_outputs(wildcards):
+    """A run's training outputs: the deep rule's when it has a model, else the baseline's."""
+    names = TRAIN_OUTPUTS + (
+        ["batches.tsv", "model.keras"] if wildcards.run in DEEP_RUNS else []
+    )
+    return [f"results/runs/{wildcards.run}/{name}" for name in names]

@@ -1,11 +1,3 @@
-def run_outputs(wildcards):
-    """A run's training outputs: the deep rule's when it has a model, else the baseline's."""
-    names = TRAIN_OUTPUTS + (
-        ["batches.tsv", "model.keras"] if wildcards.run in DEEP_RUNS else []
-    )
-    return [f"results/runs/{wildcards.run}/{name}" for name in names]
-
-
 rule diagnose_run:
     input:
         run=run_outputs,
@@ -31,6 +23,8 @@ rule diagnose_run:
         "results/logs/diagnose/{run}.log",
     benchmark:
         "results/benchmarks/diagnose/{run}.tsv"
+    conda:
+        "../../envs/train.yaml"
     params:
         settings=lambda w: run_settings(w.run),
     script:

@@ -11,9 +11,10 @@ rule pack_split:
         "results/logs/pack/{split}.log",
     benchmark:
         "results/benchmarks/pack/{split}.tsv"
+    conda:
+        "../../envs/data.yaml"
     threads: 2
     params:
-        images_root="results/images",
         classes=CLASSES,
         image_size=config["image_size"],
     script:

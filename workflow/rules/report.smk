@@ -24,6 +24,8 @@ rule plot_run:
         ),
     log:
         "results/logs/plot/{run}.log",
+    conda:
+        "../../envs/report.yaml"
     script:
         "../scripts/plot_run.py"
 
@@ -40,6 +42,8 @@ rule plot_samples:
         ),
     log:
         "results/logs/samples/{split}.log",
+    conda:
+        "../../envs/report.yaml"
     params:
         per_class=6,
         seed=config["seed"],
@@ -75,6 +79,8 @@ rule compare_runs:
         ),
     log:
         "results/logs/compare.log",
+    conda:
+        "../../envs/report.yaml"
     params:
         run_dirs=expand("results/runs/{run}", run=RUNS),
     script:

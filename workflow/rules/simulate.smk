@@ -8,6 +8,8 @@ rule simulate_shard:
         "results/logs/simulate/{klass}-{shard}.log",
     benchmark:
         "results/benchmarks/simulate/{klass}-{shard}.tsv"
+    conda:
+        "../../envs/data.yaml"
     resources:
         mem_mb=1000,
     params:

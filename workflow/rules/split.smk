@@ -10,8 +10,9 @@ rule split_dataset:
         "results/logs/split.log",
     benchmark:
         "results/benchmarks/split.tsv"
+    conda:
+        "../../envs/data.yaml"
     params:
-        images_root="results/images",
         validation_fraction=config["validation_fraction"],
         seed=config["seed"],
     script:

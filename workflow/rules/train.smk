@@ -1,12 +1,3 @@
-TRAIN_OUTPUTS = [
-    "history.tsv",
-    "timing.tsv",
-    "predictions.tsv",
-    "metrics.json",
-    "config.resolved.yaml",
-]
-
-
 rule train_run:
     input:
         train=packed("train"),
@@ -25,6 +16,8 @@ rule train_run:
         "results/benchmarks/train/{run}.tsv"
     wildcard_constraints:
         run="|".join(DEEP_RUNS) or "^$",
+    conda:
+        "../../envs/train.yaml"
     # All local cores: trainings never run side by side fighting over a CPU.
     threads: min(8, os.cpu_count() or 1)
     resources:
@@ -53,6 +46,8 @@ rule train_baseline:
         "results/benchmarks/train/{run}.tsv"
     wildcard_constraints:
         run="|".join(BASELINE_RUNS) or "^$",
+    conda:
+        "../../envs/train.yaml"
     params:
         settings=lambda w: run_settings(w.run),
         resolved=lambda w: resolved_config(w.run),

@@ -3,10 +3,12 @@ from simtrain.logs import log_to
 # First, so the imports' own messages (TensorFlow's) land in the log too.
 log_to(snakemake.log[0])
 
+from pathlib import Path
+
 from simtrain.pack import pack_split
 
 pack_split(
-    images_root=snakemake.params.images_root,
+    images_root=Path(snakemake.input.manifest).parent,
     manifest_path=snakemake.input.manifest,
     split=snakemake.wildcards.split,
     classes=snakemake.params.classes,
