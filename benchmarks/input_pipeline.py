@@ -1,8 +1,8 @@
 """Images/s delivered to the model input: the original case's pipeline against ours.
 
-Command (the legacy generator lives in the `bench` group's tf-keras):
+Command (the legacy generator comes from tf-keras, a dev dependency):
 
-    uv run --group bench python benchmarks/input_pipeline.py [--images 3000] [--size 256]
+    uv run python benchmarks/input_pipeline.py [--images 3000] [--size 256]
 
 On the same PNG folders (simulated with the default config's classes) and batch size 128:
 

@@ -49,12 +49,89 @@ def test_plan_benchmark_prints_its_table_and_appends_a_record(tmp_path):
     [record] = read_records(results)
     assert record["benchmark"] == "plan"
     assert set(record["results"]["configs"]) == {"10", "20"}
-    # one shard per class + split + 2 packs + all
+    # one shard per class + split + 2 packs + 2 sample grids + all
     classes = record["parameters"]["classes"]
-    assert record["results"]["configs"]["10"]["jobs"] == classes + 4
+    assert record["results"]["configs"]["10"]["jobs"] == classes + 6
+
+
+def test_input_pipeline_benchmark_compares_every_pipeline(tmp_path):
+    results = tmp_path / "results.jsonl"
+    output = run_benchmark(
+        "input_pipeline.py",
+        "--images",
+        "40",
+        "--size",
+        "32",
+        "--repeat",
+        "1",
+        "--skip-save-to-dir",
+        "--results",
+        str(results),
+    ).stdout
+    for method in [
+        "original, augmented",
+        "original, no augmentation",
+        "image_dataset_from_directory",
+        "ours, delivery (uint8 memmap)",
+        "ours, augmented (fused warp)",
+        "ours, augmented (3 Keras layers)",
+    ]:
+        assert method in output
+    [record] = read_records(results)
+    assert all(rate > 0 for rate in record["results"]["images_per_second"].values())
+
+
+def test_train_throughput_benchmark_runs_the_real_train_step(tmp_path):
+    results = tmp_path / "results.jsonl"
+    output = run_benchmark(
+        "train_throughput.py",
+        "--model",
+        "small_cnn",
+        "--size",
+        "32",
+        "--batch",
+        "8",
+        "--steps",
+        "3",
+        "--workers",
+        "2",
+        "--repeat",
+        "1",
+        "--precision",
+        "float32",
+        "--results",
+        str(results),
+    ).stdout
+    assert "packed/in-memory" in output
+    [record] = read_records(results)
+    measured = record["results"]["float32"]
+    assert measured["packed"] > 0 and measured["in_memory"] > 0 and measured["predict"] > 0
+
+
+def test_end_to_end_benchmark_summarises_every_stage(tmp_path):
+    import yaml
+
+    from tests.conftest import TINY_CONFIG
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump({**TINY_CONFIG, "runs": {"base": {"model": "baseline"}}}))
+    results = tmp_path / "results.jsonl"
+    output = run_benchmark(
+        "end_to_end.py", "--config", str(config), "--cores", "2", "--results", str(results)
+    ).stdout
+    for stage in ["simulate", "split", "pack", "train base", "diagnose"]:
+        assert stage in output
+    [record] = read_records(results)
+    assert record["results"]["wall_seconds"] > 0
 
 
 def test_benchmarks_document_their_command_in_help():
-    for script in ("simulate.py", "plan.py"):
+    for script in (
+        "simulate.py",
+        "plan.py",
+        "input_pipeline.py",
+        "train_throughput.py",
+        "end_to_end.py",
+    ):
         output = run_benchmark(script, "--help").stdout
-        assert "--repeat" in output and "--results" in output
+        assert "--results" in output and "usage:" in output

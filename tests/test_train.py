@@ -55,7 +55,7 @@ def spec(packed, out_dir, **overrides):
     }
 
 
-def run_in_process(packed, out_dir, backend="tensorflow", check=True, **overrides):
+def run_in_process(packed, out_dir, backend="tensorflow", check=True, env=None, **overrides):
     """Train in a fresh interpreter (a real process that can be killed, any backend)."""
     job = dict(spec(packed, out_dir), **overrides.pop("job", {}))
     job["settings"].update(overrides)
@@ -66,7 +66,7 @@ def run_in_process(packed, out_dir, backend="tensorflow", check=True, **override
         cwd=ROOT,
         capture_output=True,
         text=True,
-        env={**os.environ, "KERAS_BACKEND": backend},
+        env={**os.environ, "KERAS_BACKEND": backend, **(env or {})},
         timeout=600,
         check=check,
     )
@@ -162,3 +162,18 @@ def test_training_code_runs_under_the_jax_backend(packed, tmp_path):
     assert np.isfinite(history[["loss", "val_loss"]].to_numpy()).all()
     metrics = json.loads((tmp_path / "jax" / "metrics.json").read_text())
     assert metrics["backend"] == "jax"
+
+
+def test_data_parallel_training_runs_on_two_virtual_devices_under_jax(packed, tmp_path):
+    result = run_in_process(
+        packed,
+        tmp_path / "parallel",
+        backend="jax",
+        epochs=1,
+        job={"data_parallel": True},
+        env={"JAX_NUM_CPU_DEVICES": "2"},
+    )
+    assert "data parallel True" in result.stderr
+    assert "2 devices" in result.stderr
+    history = read(tmp_path / "parallel", "history.tsv")
+    assert history["train_images_seen"].tolist() == [36]

@@ -101,7 +101,8 @@ def test_editing_a_plugin_simulator_reruns_its_class(tmp_path):
 def test_editing_a_library_module_reruns_the_rules_that_use_it(tmp_path):
     # A private copy of the workflow, so the test can edit its code.
     copy = tmp_path / "workflow-copy"
-    for name in ["Snakefile", "workflow", "src", "config", "profiles"]:
+    copy.mkdir()
+    for name in ["Snakefile", "workflow", "src", "config", "profiles", "envs"]:
         source = ROOT / name
         (shutil.copytree if source.is_dir() else shutil.copy)(source, copy / name)
     env = {"PYTHONPATH": str(copy / "src")}

@@ -105,7 +105,9 @@ def distribution_scope(runtime: Runtime) -> Iterator[None]:
     if not runtime.data_parallel:
         yield
     elif runtime.backend == "jax":
-        keras.distribution.set_distribution(keras.distribution.DataParallel())
+        devices = keras.distribution.list_devices()
+        log.info("data parallel over %d devices: %s", len(devices), ", ".join(map(str, devices)))
+        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
         try:
             yield
         finally:

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 
 @dataclass(frozen=True)
@@ -40,5 +39,9 @@ def stratified_subset(labels: np.ndarray, size: int | None, seed: int) -> np.nda
         if size is not None and size > len(labels):
             raise ValueError(f"train_images={size} exceeds the {len(labels)} training images")
         return everything
+    # Imported here: reading packed data must not need scikit-learn (the GPU benchmark box
+    # has none).
+    from sklearn.model_selection import train_test_split
+
     subset, _ = train_test_split(everything, train_size=size, stratify=labels, random_state=seed)
     return np.sort(subset)

@@ -45,7 +45,11 @@ def with_run(**settings):
 CONFIG_CASES = [
     ("unknown-key", lambda c: c.update(colour="red"), r"'colour' was unexpected"),
     ("wrong-type", lambda c: c.update(seed="abc"), r"'abc' is not of type 'integer'"),
-    ("zero-count", lambda c: c.update(images_per_class=0), r"images_per_class.*0 is less than"),
+    (
+        "zero-count",
+        lambda c: c.update(images_per_class=0),
+        r"0 is less than the minimum of 2.*images_per_class",
+    ),
     ("negative-count", lambda c: c.update(images_per_shard=-1), r"-1 is less than"),
     ("image-size-float", lambda c: c.update(image_size=31.5), r"31\.5 is not of type 'integer'"),
     ("image-size-zero", lambda c: c.update(image_size=0), r"0 is less than the minimum of 32"),
