@@ -71,6 +71,3 @@ def compare_run_dirs(
     plot_validation_accuracy({r.run: r.history for r in results}, accuracy_plot)
     plot_best_accuracy(table, best_plot)
     plot_learning_curve(learning_curve(results), learning_curve_plot)
-
-
-__all__ = ["compare_run_dirs", "noise_band", "plot_run_dir", "plot_split_samples"]
