@@ -33,16 +33,9 @@ def write_config(directory: Path, config: dict, name: str = "config.yaml") -> Pa
     return path
 
 
-def snakemake(
-    workdir: Path,
-    *args: str,
-    snakefile: Path = ROOT / "Snakefile",
-    check: bool = True,
-    env: dict | None = None,
-    timeout: float = 900,
-) -> subprocess.CompletedProcess:
-    """Run the workflow's Snakemake in `workdir` (with the default workflow profile)."""
-    command = [
+def snakemake_command(workdir: Path, *args: str, snakefile: Path = ROOT / "Snakefile") -> list:
+    """The command line that runs the workflow's Snakemake in `workdir`, default profile."""
+    return [
         sys.executable,
         "-m",
         "snakemake",
@@ -54,6 +47,18 @@ def snakemake(
         str(snakefile.parent / "profiles/default"),
         *args,
     ]
+
+
+def snakemake(
+    workdir: Path,
+    *args: str,
+    snakefile: Path = ROOT / "Snakefile",
+    check: bool = True,
+    env: dict | None = None,
+    timeout: float = 900,
+) -> subprocess.CompletedProcess:
+    """Run the workflow's Snakemake in `workdir` and wait for it."""
+    command = snakemake_command(workdir, *args, snakefile=snakefile)
     result = subprocess.run(
         command,
         capture_output=True,

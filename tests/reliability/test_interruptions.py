@@ -8,13 +8,12 @@ import hashlib
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, TINY_CONFIG, snakemake, write_config
+from tests.conftest import TINY_CONFIG, snakemake, snakemake_command, write_config
 
 RUNS = {
     "cnn": {"model": "small_cnn", "epochs": 3, "batch_size": 8},
@@ -67,20 +66,7 @@ def workflow(
     kill_after: float | None = None,
 ) -> subprocess.CompletedProcess:
     """Run the workflow in its own process group, optionally armed to die at a failpoint."""
-    command = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--snakefile",
-        str(ROOT / "Snakefile"),
-        "--directory",
-        str(workdir),
-        "--cores",
-        "2",
-        "--configfile",
-        str(config),
-        *extra,
-    ]
+    command = snakemake_command(workdir, "--cores", "2", "--configfile", str(config), *extra)
     env = {**os.environ, "SIMTRAIN_FAILPOINT": failpoint or ""}
     process = subprocess.Popen(
         command,
