@@ -8,7 +8,6 @@ import hashlib
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -63,9 +62,10 @@ def workflow(
     config: Path,
     *extra: str,
     failpoint: str | None = None,
-    kill_after: float | None = None,
+    kill_on: str | None = None,
 ) -> subprocess.CompletedProcess:
-    """Run the workflow in its own process group, optionally armed to die at a failpoint."""
+    """Run the workflow in its own process group, armed to die at a failpoint or as soon
+    as it prints a line containing `kill_on`."""
     command = snakemake_command(workdir, "--cores", "2", "--configfile", str(config), *extra)
     env = {**os.environ, "SIMTRAIN_FAILPOINT": failpoint or ""}
     process = subprocess.Popen(
@@ -76,10 +76,14 @@ def workflow(
         stderr=subprocess.STDOUT,
         text=True,
     )
-    if kill_after is not None:
-        time.sleep(kill_after)
-        os.killpg(process.pid, signal.SIGKILL)
-    output, _ = process.communicate(timeout=900)
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if kill_on is not None and kill_on in line:
+            os.killpg(process.pid, signal.SIGKILL)
+            break
+    process.wait(timeout=900)
+    output = "".join(lines) + process.stdout.read()
     return subprocess.CompletedProcess(command, process.returncode, output, "")
 
 
@@ -119,7 +123,10 @@ def test_killed_at_every_point_the_workflow_recovers_to_identical_results(
 
 def test_a_killed_report_is_rebuilt_by_rerunning_the_command(tmp_path, config_file, reference):
     snakemake(tmp_path, "--cores", "2", "--configfile", str(config_file))
-    killed = workflow(tmp_path, config_file, "--report", "results/report.html", kill_after=4)
+    # Killed while it loads the rules' code into the report, i.e. half-way through.
+    killed = workflow(
+        tmp_path, config_file, "--report", "results/report.html", kill_on="Loading script code"
+    )
     assert killed.returncode == -signal.SIGKILL
     snakemake(tmp_path, "--unlock", "--configfile", str(config_file))
     snakemake(
