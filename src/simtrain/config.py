@@ -9,14 +9,13 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
-import sys
 from collections.abc import Mapping
 from typing import Any
 
 import yaml
 
 from simtrain.simulate import simulate_image
-from simtrain.simulators import SimulatorError, resolve_simulator
+from simtrain.simulators import SimulatorError, add_search_path, resolve_simulator
 from simtrain.split import validation_count
 
 
@@ -108,8 +107,7 @@ def _check_importable(key: str, spec: str, search_path: str | os.PathLike | None
     module, _, attribute = spec.partition(":")
     if not module or not attribute:
         raise ConfigError(f"{key}: {spec!r} is not of the form 'package.module:function'")
-    if search_path is not None and str(search_path) not in sys.path:
-        sys.path.insert(0, str(search_path))
+    add_search_path(search_path)
     try:
         found = importlib.util.find_spec(module)
     except (ImportError, ValueError) as error:

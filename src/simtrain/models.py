@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import importlib
 import os
-import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import keras
 
 from simtrain.layers import RandomAffine, Standardize
+from simtrain.simulators import add_search_path
 
 Builder = Callable[[tuple[int, int, int], int], keras.Model]
 
@@ -63,8 +63,7 @@ def resolve_model(name: str, search_path: str | os.PathLike | None = None) -> Bu
             f"unknown model {name!r}: expected one of {sorted([*BUILTIN_MODELS, BASELINE])} "
             "or a plug-in 'package.module:function'"
         )
-    if search_path is not None and str(search_path) not in sys.path:
-        sys.path.insert(0, str(search_path))
+    add_search_path(search_path)
     try:
         module = importlib.import_module(module_name)
     except ImportError as error:

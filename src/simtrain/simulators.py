@@ -241,7 +241,7 @@ def _parse(name: str) -> tuple[str, str] | None:
     return module, function
 
 
-def _add_search_path(search_path: str | os.PathLike | None) -> None:
+def add_search_path(search_path: str | os.PathLike | None) -> None:
     """Put the workflow's working directory first on sys.path so its modules import."""
     if search_path is None:
         return
@@ -257,7 +257,7 @@ def resolve_simulator(name: str, search_path: str | os.PathLike | None = None) -
     if plugin is None:
         return BUILTIN_SIMULATORS[name]
     module_name, function_name = plugin
-    _add_search_path(search_path)
+    add_search_path(search_path)
     try:
         module = importlib.import_module(module_name)
     except ImportError as error:
@@ -282,7 +282,7 @@ def simulator_source_file(name: str, search_path: str | os.PathLike | None = Non
     plugin = _parse(name)
     if plugin is None:
         return os.path.abspath(__file__)
-    _add_search_path(search_path)
+    add_search_path(search_path)
     try:
         spec = importlib.util.find_spec(plugin[0])
     except ImportError:  # a parent package is missing
