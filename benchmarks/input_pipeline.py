@@ -12,7 +12,8 @@ On the same PNG folders (simulated with the default config's classes) and batch 
   image written to disk);
 - original, no augmentation: the same with standardisation only (the original validation path);
 - `keras.utils.image_dataset_from_directory` on the same folders;
-- ours, delivery: `simtrain.data.PackedBatches` from the packed uint8 `.npy` by memory map;
+- ours, delivery: `simtrain.training.batches.PackedBatches` from the packed uint8 `.npy`
+  by memory map;
 - ours, augmented: the same batches through the model's preprocessing layers in training mode
   (fused shear/zoom/flip warp + per-image standardisation), so augmentation cost is counted;
 - three separate Keras layers (RandomShear, RandomZoom, RandomFlip) instead of the fused warp.
@@ -44,9 +45,9 @@ BATCH = 128
 
 def make_data(root: Path, images: int, size: int) -> tuple[Path, Path]:
     """PNG folders train/<class>/ plus the packed arrays of the same images."""
-    from simtrain.pack import pack_split
-    from simtrain.simulate import write_shard
-    from simtrain.split import split_dataset
+    from simtrain.data.pack import pack_split
+    from simtrain.data.simulate import write_shard
+    from simtrain.data.split import split_dataset
 
     config = yaml.safe_load((REPO_ROOT / "config/config.yaml").read_text())
     classes = config["classes"]
@@ -126,8 +127,8 @@ def dataset_from_directory(folder: Path, size: int) -> Callable:
 
 
 def ours(packed: Path, preprocess) -> Callable:
-    from simtrain.data import PackedBatches
-    from simtrain.packed import PackedSplit
+    from simtrain.data.arrays import PackedSplit
+    from simtrain.training.batches import PackedBatches
 
     batches = PackedBatches(PackedSplit.load(packed), BATCH, seed=0, workers=2)
 
@@ -145,7 +146,7 @@ def ours(packed: Path, preprocess) -> Callable:
 def augmentation_model(size: int, fused: bool):
     import keras
 
-    from simtrain.layers import RandomAffine, Standardize
+    from simtrain.training.layers import RandomAffine, Standardize
 
     class AlwaysTraining(keras.layers.Layer):
         """Runs the wrapped augmentation in training mode even inside predict()."""

@@ -7,9 +7,10 @@ Command:
 Measured in this one process, with BLAS limited to one thread (so the numbers are per core), on a
 mix of the classes in config/config.yaml (or --config), the images split evenly between them:
 
-- "naive": simtrain.simulate.simulate_image for each image, then `skimage.io.imsave` with its
+- "naive": simtrain.data.simulate.simulate_image for each image, then `skimage.io.imsave` with its
   default settings, as a user without our writer would do it;
-- "simtrain": the workflow's real code path, `simtrain.simulate.write_shard`, one shard per class;
+- "simtrain": the workflow's real code path, `simtrain.data.simulate.write_shard`, one shard
+  per class;
 - "simulate only": the simulate_image calls alone, writing nothing: where the time goes.
 
 All three make the same uint8 images (same seeds, same `to_uint8` conversion); afterwards a few
@@ -42,8 +43,8 @@ from common import REPO_ROOT, add_results_argument, append_result, format_table,
 from PIL import Image
 from threadpoolctl import threadpool_limits
 
-from simtrain.simulate import image_name, simulate_image, write_shard
-from simtrain.simulators import resolve_simulator
+from simtrain.data.simulate import image_name, simulate_image, write_shard
+from simtrain.data.simulators import resolve_simulator
 
 TARGET_RATIO = 4.0
 CHECKED_PER_CLASS = 3

@@ -11,7 +11,7 @@ does) into a temporary folder, builds the workflow's model (uint8 input, fused s
 augmentation, per-image standardisation, the classifier) and times `model.fit` over --steps
 batches after one warm-up fit (compilation):
 
-- "packed": `simtrain.data.PackedBatches` reading the .npy by memory map with --workers
+- "packed": `simtrain.training.batches.PackedBatches` reading the .npy by memory map with --workers
   loader threads — exactly what the train rule runs;
 - "in memory": the same number of uint8 images as one numpy array already in RAM.
 
@@ -61,9 +61,9 @@ def timed_fit(model, data, steps: int, batch: int, **fit_args) -> float:
 def measure(args, precision: str, folder: Path) -> dict[str, float]:
     import keras
 
-    from simtrain.data import PackedBatches
-    from simtrain.models import build_model
-    from simtrain.packed import PackedSplit
+    from simtrain.data.arrays import PackedSplit
+    from simtrain.training.batches import PackedBatches
+    from simtrain.training.models import build_model
 
     keras.mixed_precision.set_dtype_policy(precision)
     keras.utils.set_random_seed(0)
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import keras
 
-    from simtrain.backend import accelerators
+    from simtrain.training.backend import accelerators
 
     folder = Path(tempfile.mkdtemp(prefix="simtrain-throughput-"))
     try:

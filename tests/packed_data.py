@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from simtrain.pack import pack_split
-from simtrain.simulate import shard_range, write_shard
-from simtrain.split import split_dataset
+from simtrain.data.pack import pack_split
+from simtrain.data.simulate import shard_range, write_shard
+from simtrain.data.split import split_dataset
 
 CLASSES = {
     "blobs": ("blobs", {"noise": 0.05, "contrast": 0.6}),

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import keras
 
-from simtrain.train import train_run
+from simtrain.training.fit import train_run
 
 
 class KillAt(keras.callbacks.Callback):

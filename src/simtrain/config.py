@@ -14,9 +14,9 @@ from typing import Any
 
 import yaml
 
-from simtrain.simulate import simulate_image
-from simtrain.simulators import SimulatorError, add_search_path, resolve_simulator
-from simtrain.split import validation_count
+from simtrain.data.simulate import simulate_image
+from simtrain.data.simulators import SimulatorError, add_search_path, resolve_simulator
+from simtrain.data.split import validation_count
 
 
 class ConfigError(ValueError):
@@ -56,7 +56,7 @@ def check_classes(config: Mapping[str, Any], search_path: str | os.PathLike | No
 
 
 # Built-in model names, kept here so planning a workflow does not import Keras
-# (tests check they match simtrain.models).
+# (tests check they match simtrain.training.models).
 KERAS_MODELS = ("resnet50", "small_cnn")
 BASELINE_MODEL = "baseline"
 

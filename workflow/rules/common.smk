@@ -2,9 +2,10 @@
 import os
 from pathlib import Path
 
+from simtrain.common.modules import module_files
 from simtrain.config import BASELINE_MODEL, check_classes, check_runs, resolve_run
-from simtrain.simulate import shard_count
-from simtrain.simulators import simulator_source_file
+from simtrain.data.simulate import shard_count
+from simtrain.data.simulators import simulator_source_file
 
 LIBRARY = Path(workflow.basedir) / "src" / "simtrain"
 # Jobs import the library from this checkout whatever environment runs them (uv, conda,
@@ -25,9 +26,10 @@ check_classes(config, search_path=os.getcwd())
 check_runs(config, search_path=os.getcwd())
 
 
-def library_files(*modules):
-    """Library modules as inputs, so that editing one reruns the jobs using it."""
-    return [str(LIBRARY / f"{module}.py") for module in ("io", "faults", *modules)]
+def library_files(script):
+    """Every library module a rule's script imports (transitively), as inputs of the rule,
+    so that editing one reruns exactly the jobs that run it."""
+    return module_files(script=Path(workflow.basedir) / "workflow" / "scripts" / script)
 
 
 def shard_dirs(klass):

@@ -3,14 +3,7 @@ rule diagnose_run:
         run=run_outputs,
         train=packed("train"),
         validation=packed("validation"),
-        code=library_files(
-            "diagnose",
-            "diagnostics_findings",
-            "diagnose_run",
-            "batchnorm",
-            "data",
-            "packed",
-        ),
+        code=library_files("diagnose.py"),
     output:
         json="results/runs/{run}/diagnostics.json",
         markdown=report(

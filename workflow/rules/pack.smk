@@ -2,7 +2,7 @@ rule pack_split:
     input:
         images="results/images/{split}",
         manifest="results/images/manifest.tsv",
-        code=library_files("pack", "split"),
+        code=library_files("pack.py"),
     output:
         images="results/packed/{split}/images.npy",
         labels="results/packed/{split}/labels.npy",

@@ -2,7 +2,7 @@ rule plot_run:
     input:
         run=run_outputs,
         diagnostics="results/runs/{run}/diagnostics.json",
-        code=library_files("plots", "compare", "report"),
+        code=library_files("report_run.py"),
     output:
         curves=report(
             "results/runs/{run}/curves.png",
@@ -27,13 +27,13 @@ rule plot_run:
     conda:
         "../../envs/report.yaml"
     script:
-        "../scripts/plot_run.py"
+        "../scripts/report_run.py"
 
 
 rule plot_samples:
     input:
         packed("{split}"),
-        code=library_files("plots", "packed", "report"),
+        code=library_files("report_samples.py"),
     output:
         report(
             "results/samples/{split}.png",
@@ -48,13 +48,13 @@ rule plot_samples:
         per_class=6,
         seed=config["seed"],
     script:
-        "../scripts/plot_samples.py"
+        "../scripts/report_samples.py"
 
 
 rule compare_runs:
     input:
         runs=run_files(*TRAIN_OUTPUTS, "diagnostics.json"),
-        code=library_files("compare", "plots", "report"),
+        code=library_files("report_comparison.py"),
     output:
         tsv=report(
             "results/comparison.tsv",
@@ -84,4 +84,4 @@ rule compare_runs:
     params:
         run_dirs=expand("results/runs/{run}", run=RUNS),
     script:
-        "../scripts/compare.py"
+        "../scripts/report_comparison.py"

@@ -1,6 +1,6 @@
 rule simulate_shard:
     input:
-        code=library_files("simulate", "simulators", "png"),
+        code=library_files("simulate.py"),
         simulator=simulator_files,
     output:
         directory("results/images/all/{klass}/shard-{shard}"),

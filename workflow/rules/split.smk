@@ -1,7 +1,7 @@
 rule split_dataset:
     input:
         shards=[d for klass in CLASSES for d in shard_dirs(klass)],
-        code=library_files("split", "simulate"),
+        code=library_files("split.py"),
     output:
         train=directory("results/images/train"),
         validation=directory("results/images/validation"),

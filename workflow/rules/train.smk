@@ -2,9 +2,7 @@ rule train_run:
     input:
         train=packed("train"),
         validation=packed("validation"),
-        code=library_files(
-            "train", "data", "packed", "models", "layers", "backend", "records"
-        ),
+        code=library_files("train.py"),
     output:
         multiext("results/runs/{run}/", *TRAIN_OUTPUTS),
         batches="results/runs/{run}/batches.tsv",
@@ -37,7 +35,7 @@ rule train_baseline:
     input:
         train=packed("train"),
         validation=packed("validation"),
-        code=library_files("baseline", "packed", "records"),
+        code=library_files("train_baseline.py"),
     output:
         multiext("results/runs/{run}/", *TRAIN_OUTPUTS),
     log:

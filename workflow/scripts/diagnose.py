@@ -1,11 +1,11 @@
-from simtrain.logs import log_to
+from simtrain.common.logs import log_to
 
 # First, so the imports' own messages (TensorFlow's) land in the log too.
 log_to(snakemake.log[0])
 
 from pathlib import Path
 
-from simtrain.diagnose_run import diagnose_run_dir
+from simtrain.diagnosis.run_dir import diagnose_run_dir
 
 diagnose_run_dir(
     Path(snakemake.output.json).parent,

@@ -1,11 +1,11 @@
-from simtrain.logs import log_to
+from simtrain.common.logs import log_to
 
 # First, so the imports' own messages (TensorFlow's) land in the log too.
 log_to(snakemake.log[0])
 
 from pathlib import Path
 
-from simtrain.pack import pack_split
+from simtrain.data.pack import pack_split
 
 pack_split(
     images_root=Path(snakemake.input.manifest).parent,

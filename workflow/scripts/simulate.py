@@ -1,11 +1,11 @@
-from simtrain.logs import log_to
+from simtrain.common.logs import log_to
 
 # First, so the imports' own messages (TensorFlow's) land in the log too.
 log_to(snakemake.log[0])
 
 import os
 
-from simtrain.simulate import shard_range, write_shard
+from simtrain.data.simulate import shard_range, write_shard
 
 params = snakemake.params
 write_shard(

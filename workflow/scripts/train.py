@@ -1,4 +1,4 @@
-from simtrain.logs import log_to
+from simtrain.common.logs import log_to
 
 # First, so the imports' own messages (TensorFlow's) land in the log too.
 log_to(snakemake.log[0])
@@ -6,7 +6,7 @@ log_to(snakemake.log[0])
 import os
 from pathlib import Path
 
-from simtrain.train import train_run
+from simtrain.training.fit import train_run
 
 train_run(
     run=snakemake.wildcards.run,

@@ -1,0 +1,76 @@
+"""Which library files a job runs: the rules list them as inputs, so editing one reruns its jobs.
+
+Found by reading the `import` statements (also those inside functions) of an entry module and
+following them through the package, so a rule can never forget a module it really imports.
+"""
+
+from __future__ import annotations
+
+import ast
+from functools import cache
+from pathlib import Path
+
+PACKAGE = "simtrain"
+ROOT = Path(__file__).resolve().parents[1]  # src/simtrain
+
+
+def module_path(module: str) -> Path:
+    """src/simtrain/a/b.py or src/simtrain/a/b/__init__.py for "simtrain.a.b"."""
+    parts = module.split(".")
+    if parts[0] != PACKAGE:
+        raise ValueError(f"{module!r} is not a module of {PACKAGE}")
+    base = ROOT.joinpath(*parts[1:])
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    raise ValueError(f"module {module!r} not found under {ROOT}")
+
+
+@cache
+def _direct_imports(module: str) -> frozenset[str]:
+    return imports_in(module_path(module))
+
+
+def imports_in(path: str | Path) -> frozenset[str]:
+    """The simtrain modules (and their parent packages) a Python file imports directly."""
+    tree = ast.parse(Path(path).read_text(encoding="utf-8"))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            # `from simtrain.x import y` may name a submodule y or an attribute of x.
+            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        for name in names:
+            if name.split(".")[0] != PACKAGE:
+                continue
+            parts = name.split(".")
+            # A module's parent packages run their __init__ first.
+            for end in range(1, len(parts) + 1):
+                prefix = ".".join(parts[:end])
+                try:
+                    module_path(prefix)
+                except ValueError:
+                    break
+                found.add(prefix)
+    return frozenset(found)
+
+
+def module_files(*modules: str, script: str | Path | None = None) -> list[str]:
+    """The files of `modules` (and of what `script` imports) and of every simtrain module
+    they import, transitively; sorted."""
+    seen: set[str] = set()
+    stack = [
+        m if m.startswith(f"{PACKAGE}.") or m == PACKAGE else f"{PACKAGE}.{m}" for m in modules
+    ]
+    if script is not None:
+        stack.extend(imports_in(script))
+    while stack:
+        module = stack.pop()
+        if module in seen:
+            continue
+        seen.add(module)
+        stack.extend(_direct_imports(module) - seen)
+    return sorted(str(module_path(module)) for module in seen)

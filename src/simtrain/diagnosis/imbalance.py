@@ -1,0 +1,95 @@
+"""CLASS_IMBALANCE: unequal class counts, or predictions collapsed onto few classes."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from simtrain.diagnosis.findings import Finding, Skipped
+
+# Class imbalance: the largest class twice the smallest lets a model gain accuracy by favouring
+# it. Predictions "collapse" when a class receives twice its true share of predictions, or a
+# class with at least 10 validation images is never predicted.
+CLASS_COUNT_RATIO_LIMIT = 2.0
+PREDICTION_COLLAPSE_FACTOR = 2.0
+NEVER_PREDICTED_MIN_IMAGES = 10
+
+
+def _count_problem(counts: dict, name: str, evidence: dict, prefix: str) -> str | None:
+    """Record class counts in evidence; describe them when largest/smallest is over the limit."""
+    counts = {str(key): int(value) for key, value in counts.items()}
+    largest = max(counts, key=lambda key: (counts[key], key))
+    smallest = min(counts, key=lambda key: (counts[key], key))
+    ratio = counts[largest] / counts[smallest] if counts[smallest] else math.inf
+    evidence |= {f"{prefix}_images_{key}": value for key, value in counts.items()}
+    evidence[f"{prefix}_count_ratio"] = ratio  # inf (an empty class) is written as null
+    if ratio <= CLASS_COUNT_RATIO_LIMIT:
+        return None
+    return (
+        f"the {name} holds {counts[largest]} images of '{largest}' but {counts[smallest]} "
+        f"of '{smallest}'"
+    )
+
+
+def _collapse_problem(predictions: pd.DataFrame, evidence: dict) -> str | None:
+    """Record how predictions spread over classes; describe a collapse onto few classes."""
+    true = predictions["true"].astype(str).value_counts().to_dict()
+    predicted = predictions["predicted"].astype(str).value_counts().to_dict()
+    top = max(predicted, key=lambda key: (predicted[key], key))
+    top_share, true_share = predicted[top] / len(predictions), true.get(top, 0) / len(predictions)
+    never = sorted(
+        key
+        for key, count in true.items()
+        if count >= NEVER_PREDICTED_MIN_IMAGES and key not in predicted
+    )
+    evidence |= {
+        "top_predicted_share": top_share,
+        "top_predicted_true_share": true_share,
+        "classes_never_predicted": len(never),
+    }
+    if top_share < PREDICTION_COLLAPSE_FACTOR * true_share and not never:
+        return None
+    return (
+        f"the model predicts '{top}' for {top_share:.0%} of the validation images though "
+        f"{true_share:.0%} are '{top}'" + (f", and never {', '.join(never)}" if never else "")
+    )
+
+
+def check_class_imbalance(
+    train_label_counts: dict[str, int] | None, predictions: pd.DataFrame | None
+) -> Finding | Skipped | None:
+    code = "CLASS_IMBALANCE"
+    if predictions is not None and not {"true", "predicted"} <= set(predictions.columns):
+        predictions = None
+    if not train_label_counts and predictions is None:
+        return Skipped(code, "no training label counts and no predictions to count classes in")
+    evidence: dict = {}
+    counts, collapse = [], None
+    if train_label_counts:
+        counts.append(_count_problem(train_label_counts, "training set", evidence, "train"))
+    if predictions is not None:
+        true = predictions["true"].astype(str).value_counts().to_dict()
+        counts.append(_count_problem(true, "validation set", evidence, "validation"))
+        collapse = _collapse_problem(predictions, evidence)
+    problems = [problem for problem in [*counts, collapse] if problem]
+    if not problems:
+        return None
+    fixes = []
+    if any(counts):
+        fixes.append("give every class the same number of images, or pass class_weight to fit")
+    if collapse:
+        fixes.append(
+            "a model collapsed onto few classes has not learned the task: check labels "
+            "and inputs, lower the learning rate, see BATCHNORM_STATISTICS"
+        )
+    text = "; ".join(problems)
+    return Finding(
+        code,
+        "warning",
+        "Classes are imbalanced or predictions collapse onto few classes",
+        evidence,
+        text[0].upper() + text[1:] + ". A model can then lower its loss by favouring the "
+        "frequent classes, and accuracy overstates how well it tells the classes apart.",
+        "; ".join(fixes),
+    )

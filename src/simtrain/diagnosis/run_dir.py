@@ -1,0 +1,65 @@
+"""Diagnose one finished run folder of the workflow (the diagnose rule's library side)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from simtrain.diagnosis.diagnostics import Diagnostics, diagnose
+from simtrain.diagnosis.history import read_history
+
+
+def diagnose_run_dir(
+    run_dir: str | os.PathLike,
+    *,
+    run: str,
+    settings: Mapping[str, Any],
+    train_dir: str | os.PathLike,
+    validation_dir: str | os.PathLike,
+    json_path: str | os.PathLike,
+    markdown_path: str | os.PathLike,
+) -> Diagnostics:
+    run_dir, train_dir = Path(run_dir), Path(train_dir)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    classes = json.loads((train_dir / "classes.json").read_text())
+    labels = np.load(train_dir / "labels.npy")
+    counts = np.bincount(labels, minlength=len(classes))
+    batches = run_dir / "batches.tsv"
+    model = run_dir / "model.keras"
+    evidence = None
+    if model.exists():
+        # Imported here: the baseline's diagnosis needs no deep-learning framework.
+        from simtrain.diagnosis.model_evidence import batchnorm_evidence
+
+        evidence = batchnorm_evidence(
+            model,
+            train_dir,
+            validation_dir,
+            batch_size=settings["batch_size"],
+            seed=settings["seed"],
+        )
+    is_baseline = settings["model"] == "baseline"
+    result = diagnose(
+        read_history(run_dir / "history.tsv"),
+        run=run,
+        train_images=metrics["train_images"],
+        validation_images=metrics["validation_images"],
+        batch_size=settings["batch_size"],
+        steps_per_epoch=None if is_baseline else settings["steps_per_epoch"],
+        validation_steps=None if is_baseline else settings["validation_steps"],
+        validation_shuffle=settings["validation_shuffle"],
+        batches=pd.read_csv(batches, sep="\t") if batches.exists() else None,
+        predictions=pd.read_csv(run_dir / "predictions.tsv", sep="\t"),
+        batchnorm=evidence,
+        train_label_counts=dict(zip(classes, counts.tolist())),
+        learning_rate=None if is_baseline else settings["learning_rate"],
+        optimizer=None if is_baseline else settings["optimizer"],
+    )
+    result.write(json_path, markdown_path)
+    return result

@@ -1,0 +1,74 @@
+"""Reading one finished run folder (results/runs/{run}/) into a `RunResult`."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass(frozen=True, eq=False)
+class RunResult:
+    """Everything one run wrote; optional artefacts are None when their file is absent."""
+
+    run: str
+    run_dir: Path
+    metrics: dict
+    history: pd.DataFrame | None
+    timing: pd.DataFrame | None
+    batches: pd.DataFrame | None
+    predictions: pd.DataFrame | None
+    diagnostics: dict | None
+
+    @property
+    def model(self) -> str:
+        return str(self.metrics.get("model", ""))
+
+    @property
+    def classes(self) -> list[str]:
+        if self.predictions is None:
+            return []
+        # p_<class> columns list every class, even one that never occurs in validation.
+        named = [c[2:] for c in self.predictions.columns if c.startswith("p_")]
+        return named or sorted(set(self.predictions["true"]) | set(self.predictions["predicted"]))
+
+    @property
+    def correct(self) -> np.ndarray | None:
+        if self.predictions is None:
+            return None
+        return (self.predictions["true"] == self.predictions["predicted"]).to_numpy(dtype=bool)
+
+
+def _read_table(path: Path) -> pd.DataFrame | None:
+    return pd.read_csv(path, sep="\t") if path.is_file() else None
+
+
+def _read_json(path: Path) -> dict | None:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def load_run(run_dir: str | Path) -> RunResult:
+    """Read results/runs/{run}/; metrics.json is required, every other file is optional."""
+    run_dir = Path(run_dir)
+    metrics = _read_json(run_dir / "metrics.json")
+    if metrics is None:
+        raise ValueError(f"{run_dir / 'metrics.json'}: missing; every run must write metrics.json")
+    predictions = _read_table(run_dir / "predictions.tsv")
+    if predictions is not None:
+        missing = {"index", "true", "predicted"} - set(predictions.columns)
+        if missing:
+            raise ValueError(f"{run_dir / 'predictions.tsv'}: missing columns {sorted(missing)}")
+        predictions = predictions.astype({"true": str, "predicted": str})
+    return RunResult(
+        run=str(metrics.get("run", run_dir.name)),
+        run_dir=run_dir,
+        metrics=metrics,
+        history=_read_table(run_dir / "history.tsv"),
+        timing=_read_table(run_dir / "timing.tsv"),
+        batches=_read_table(run_dir / "batches.tsv"),
+        predictions=predictions,
+        diagnostics=_read_json(run_dir / "diagnostics.json"),
+    )

@@ -1,0 +1,110 @@
+"""Model registry: built-in classifiers and plug-ins by import path.
+
+A classifier builder is `f(input_shape: tuple, num_classes: int) -> keras.Model` mapping
+standardised float images to class probabilities. `build_model` wraps it with the uint8
+input, augmentation and per-image standardisation, so every model gets the same
+preprocessing, inside the model, on the accelerator.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import keras
+
+from simtrain.data.simulators import add_search_path
+from simtrain.training.layers import RandomAffine, Standardize
+
+Builder = Callable[[tuple[int, int, int], int], keras.Model]
+
+# Not a Keras model: handled by simtrain.training.baseline.
+BASELINE = "baseline"
+
+
+def resnet50(input_shape: tuple[int, int, int], num_classes: int) -> keras.Model:
+    """The original case: ResNet50 without weights + global average pooling + softmax."""
+    base = keras.applications.ResNet50(include_top=False, weights=None, input_shape=input_shape)
+    features = keras.layers.GlobalAveragePooling2D()(base.output)
+    outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32")(features)
+    return keras.Model(base.input, outputs, name="resnet50")
+
+
+def small_cnn(input_shape: tuple[int, int, int], num_classes: int) -> keras.Model:
+    """Five strided conv blocks (16-128 filters): ~0.1 M parameters, fast on a CPU."""
+    inputs = keras.Input(input_shape)
+    x = inputs
+    for i, filters in enumerate((16, 32, 64, 96, 128)):
+        # A 5x5 stride-2 stem cuts 256^2 inputs down cheaply before the wider layers.
+        x = keras.layers.Conv2D(
+            filters, 5 if i == 0 else 3, strides=2, padding="same", use_bias=False
+        )(x)
+        # Momentum 0.9, not Keras' 0.99: a short CPU run takes a few hundred steps, too few
+        # for 0.99's ~100-step average to forget the first, untrained batches.
+        x = keras.layers.BatchNormalization(momentum=0.9)(x)
+        x = keras.layers.ReLU()(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32")(x)
+    return keras.Model(inputs, outputs, name="small_cnn")
+
+
+BUILTIN_MODELS: dict[str, Builder] = {"resnet50": resnet50, "small_cnn": small_cnn}
+
+
+def resolve_model(name: str, search_path: str | os.PathLike | None = None) -> Builder:
+    """A built-in model name or a plug-in "package.module:function"."""
+    if name in BUILTIN_MODELS:
+        return BUILTIN_MODELS[name]
+    module_name, colon, attribute = name.partition(":")
+    if not colon or not module_name or not attribute:
+        raise ValueError(
+            f"unknown model {name!r}: expected one of {sorted([*BUILTIN_MODELS, BASELINE])} "
+            "or a plug-in 'package.module:function'"
+        )
+    add_search_path(search_path)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ValueError(f"model {name!r}: cannot import {module_name!r}: {error}") from error
+    builder = getattr(module, attribute, None)
+    if not callable(builder):
+        raise ValueError(f"model {name!r}: {module_name} has no function {attribute!r}")
+    return builder
+
+
+def build_model(
+    name: str,
+    *,
+    image_size: int,
+    num_classes: int,
+    augmentation: Mapping[str, Any],
+    standardize: bool,
+    seed: int,
+    search_path: str | os.PathLike | None = None,
+) -> keras.Model:
+    """uint8 images -> [augmentation] -> [standardisation] -> classifier -> probabilities."""
+    input_shape = (image_size, image_size, 1)
+    inputs = keras.Input(input_shape, dtype="uint8", name="image")
+    x = keras.layers.Rescaling(1 / 255, name="to_float")(inputs)
+    augment = RandomAffine(**augmentation, seed=seed, name="augment")
+    if not augment.is_identity:
+        x = augment(x)
+    if standardize:
+        x = Standardize(name="standardize")(x)
+    classifier = resolve_model(name, search_path)(input_shape, num_classes)
+    outputs = classifier(x)
+    return keras.Model(inputs, outputs, name=f"simtrain_{classifier.name}")
+
+
+def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
+    optimizers = {
+        "adam": keras.optimizers.Adam,
+        "adamw": keras.optimizers.AdamW,
+        "rmsprop": keras.optimizers.RMSprop,
+        "sgd": keras.optimizers.SGD,
+    }
+    if name not in optimizers:
+        raise ValueError(f"unknown optimizer {name!r}: expected one of {sorted(optimizers)}")
+    return optimizers[name](learning_rate=learning_rate)

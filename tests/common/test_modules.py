@@ -1,0 +1,39 @@
+"""Tests for simtrain.common.modules: a rule's code inputs are every module its script runs."""
+
+from __future__ import annotations
+
+import pytest
+
+from simtrain.common.modules import module_files
+from tests.conftest import ROOT
+
+SCRIPTS = ROOT / "workflow" / "scripts"
+
+
+def relative(files: list[str]) -> set[str]:
+    return {str(p).split("src/simtrain/")[1] for p in files}
+
+
+def test_imports_inside_functions_are_followed():
+    # run_dir imports the model evidence (and through it Keras layers) only when a model exists.
+    files = relative(module_files(script=SCRIPTS / "diagnose.py"))
+    assert {"diagnosis/model_evidence.py", "training/layers.py", "common/logs.py"} <= files
+    assert "training/fit.py" not in files
+
+
+def test_training_inputs_include_the_simulator_search_path_helper():
+    files = relative(module_files(script=SCRIPTS / "train.py"))
+    assert {"training/fit.py", "training/models.py", "data/simulators.py"} <= files
+    assert not any(name.startswith(("diagnosis/", "reporting/")) for name in files)
+
+
+def test_every_script_has_existing_library_inputs():
+    for script in sorted(SCRIPTS.glob("*.py")):
+        files = module_files(script=script)
+        assert files, script.name
+        assert all(p.endswith(".py") for p in files)
+
+
+def test_an_unknown_module_is_an_error():
+    with pytest.raises(ValueError, match="simtrain.nowhere"):
+        module_files("simtrain.nowhere")

@@ -1,0 +1,83 @@
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from simtrain.data.pack import ImageFileError, pack_split
+from simtrain.data.split import split_dataset
+from tests.data.test_split import make_shards
+
+
+@pytest.fixture
+def split_root(tmp_path):
+    shards = make_shards(tmp_path, {"a": 6, "b": 4})
+    split_dataset(
+        shards,
+        images_root=tmp_path,
+        manifest_path=tmp_path / "manifest.tsv",
+        validation_fraction=0.25,
+        seed=0,
+    )
+    return tmp_path
+
+
+def pack(root, split="train", size=8):
+    out = root / "packed" / split
+    pack_split(
+        images_root=root,
+        manifest_path=root / "manifest.tsv",
+        split=split,
+        classes=["a", "b"],
+        size=size,
+        images_out=out / "images.npy",
+        labels_out=out / "labels.npy",
+        classes_out=out / "classes.json",
+        threads=2,
+    )
+    return out
+
+
+def test_pack_writes_uint8_arrays_readable_by_memory_map(split_root):
+    out = pack(split_root)
+    images = np.load(out / "images.npy", mmap_mode="r")
+    labels = np.load(out / "labels.npy", mmap_mode="r")
+    assert isinstance(images, np.memmap)
+    assert images.dtype == np.uint8 and images.shape == (7, 8, 8, 1)
+    assert labels.tolist() == [0, 0, 0, 0, 1, 1, 1]
+    assert json.loads((out / "classes.json").read_text()) == ["a", "b"]
+    first = sorted((split_root / "train" / "a").glob("*.png"))[0]
+    assert np.array_equal(images[0, :, :, 0], np.asarray(Image.open(first)))
+
+
+def test_a_corrupt_png_fails_with_its_path(split_root):
+    victim = sorted((split_root / "validation" / "b").glob("*.png"))[0]
+    victim.unlink()  # break the hard link so the simulated original stays intact
+    victim.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    with pytest.raises(ImageFileError, match=str(victim)):
+        pack(split_root, "validation")
+    assert not (split_root / "packed" / "validation" / "images.npy").exists()
+
+
+def test_a_png_of_the_wrong_size_fails_with_its_path(split_root):
+    victim = sorted((split_root / "train" / "a").glob("*.png"))[0]
+    victim.unlink()
+    Image.fromarray(np.zeros((9, 8), np.uint8)).save(victim)
+    with pytest.raises(ImageFileError, match=rf"{victim}.*(differs|expected 8x8)"):
+        pack(split_root)
+
+
+def test_a_wrong_size_png_is_named_even_without_a_manifest_hash(tmp_path):
+    from simtrain.data.pack import read_png
+
+    path = tmp_path / "x.png"
+    Image.fromarray(np.zeros((9, 8), np.uint8)).save(path)
+    with pytest.raises(ImageFileError, match=r"x.png: expected 8x8 pixels, got 8x9"):
+        read_png(path, 8)
+
+
+def test_an_unexpected_file_in_a_split_folder_is_reported(split_root):
+    stray = split_root / "train" / "a" / "stray.png"
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(stray)
+    with pytest.raises(ImageFileError, match="stray.png: not in the manifest"):
+        pack(split_root)

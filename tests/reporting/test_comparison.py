@@ -1,0 +1,270 @@
+"""Tests for simtrain.reporting.comparison on synthetic run folders with known accuracies."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from simtrain.reporting.comparison import (
+    compare_runs,
+    learning_curve,
+    main_finding,
+    mcnemar_runs,
+    write_comparison,
+)
+from simtrain.reporting.run_results import load_run
+from simtrain.reporting.statistics import mcnemar, wilson_interval
+
+CLASSES = ["blobs", "lattice", "rings", "streaks", "grating"]
+VALIDATION = 200  # 40 per class
+
+
+def truth() -> np.ndarray:
+    return np.repeat(np.arange(len(CLASSES)), VALIDATION // len(CLASSES))
+
+
+def write_run(
+    root: Path,
+    run: str,
+    model: str,
+    correct: np.ndarray,
+    *,
+    train_images: int = 800,
+    findings: list[tuple[str, str]] = (),
+    index: np.ndarray | None = None,
+    epochs: int = 5,
+) -> Path:
+    """A run folder whose predictions are right exactly where `correct` is True."""
+    run_dir = root / run
+    run_dir.mkdir(parents=True)
+    true = truth()
+    predicted = np.where(correct, true, (true + 1) % len(CLASSES))
+    probabilities = np.full((VALIDATION, len(CLASSES)), 0.1)
+    probabilities[np.arange(VALIDATION), predicted] = 0.6
+    predictions = pd.DataFrame(
+        {
+            "index": np.arange(VALIDATION) if index is None else index,
+            "true": [CLASSES[i] for i in true],
+            "predicted": [CLASSES[i] for i in predicted],
+            "loss": -np.log(probabilities[np.arange(VALIDATION), true]),
+        }
+    )
+    for i, name in enumerate(CLASSES):
+        predictions[f"p_{name}"] = probabilities[:, i]
+    predictions.to_csv(run_dir / "predictions.tsv", sep="\t", index=False)
+    rows = 1 if model == "baseline" else epochs
+    history = pd.DataFrame(
+        {
+            "epoch": np.arange(1, rows + 1),
+            "loss": np.linspace(1.5, 0.5, rows),
+            "accuracy": np.linspace(0.3, 0.9, rows),
+            "val_loss": np.linspace(1.5, 0.7, rows),
+            "val_accuracy": np.linspace(0.3, correct.mean(), rows),
+            "learning_rate": 0.001,
+        }
+    )
+    history.to_csv(run_dir / "history.tsv", sep="\t", index=False)
+    timing = pd.DataFrame(
+        {"epoch": history["epoch"], "seconds": 2.0, "images_per_second": train_images / 2.0}
+    )
+    timing.to_csv(run_dir / "timing.tsv", sep="\t", index=False)
+    metrics = {
+        "run": run,
+        "model": model,
+        "train_images": train_images,
+        "validation_images": VALIDATION,
+        "epochs": rows,
+        "final_val_accuracy": float(correct.mean()),
+        "best_val_accuracy": float(correct.mean()) + 0.01,
+        "best_epoch": rows,
+        "seconds": 2.0 * rows,
+        "images_per_second": train_images / 2.0,
+    }
+    (run_dir / "metrics.json").write_text(json.dumps(metrics))
+    diagnostics = {
+        "run": run,
+        "fluctuation_score": 1.2,
+        "findings": [{"code": c, "severity": s, "title": c.lower()} for c, s in findings],
+    }
+    (run_dir / "diagnostics.json").write_text(json.dumps(diagnostics))
+    return run_dir
+
+
+def correct_mask(accuracy: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    mask = np.zeros(VALIDATION, dtype=bool)
+    mask[rng.choice(VALIDATION, round(accuracy * VALIDATION), replace=False)] = True
+    return mask
+
+
+@pytest.fixture
+def runs(tmp_path: Path) -> list:
+    baseline = correct_mask(0.40, seed=1)
+    better = baseline | correct_mask(0.6, seed=2)  # right wherever the baseline is, and more
+    return [
+        load_run(write_run(tmp_path, "hog", "baseline", baseline)),
+        load_run(
+            write_run(
+                tmp_path,
+                "small_cnn",
+                "small_cnn",
+                better,
+                findings=[("VALIDATION_SAMPLING_NOISE", "info"), ("STABLE", "info")],
+            )
+        ),
+        load_run(
+            write_run(
+                tmp_path,
+                "resnet50",
+                "resnet50",
+                baseline.copy(),
+                findings=[("STABLE", "info"), ("OVERFITTING", "warning"), ("PARTIAL", "critical")],
+            )
+        ),
+    ]
+
+
+def test_wilson_interval_matches_known_values():
+    low, high = wilson_interval(5, 10)
+    assert low == pytest.approx(0.2366, abs=1e-4)
+    assert high == pytest.approx(0.7634, abs=1e-4)
+    assert wilson_interval(0, 10) == pytest.approx((0.0, 0.2775), abs=1e-4)
+    assert wilson_interval(10, 10)[1] == pytest.approx(1.0)
+
+
+def test_wilson_interval_rejects_impossible_counts():
+    with pytest.raises(ValueError, match="correct <= n"):
+        wilson_interval(11, 10)
+
+
+def test_mcnemar_counts_discordant_pairs_and_gives_exact_p():
+    a = np.array([True] * 10 + [False] * 2 + [True] * 5 + [False] * 3)
+    b = np.array([False] * 10 + [True] * 2 + [True] * 5 + [False] * 3)
+    b_count, c_count, p_value = mcnemar(a, b)
+    assert (b_count, c_count) == (10, 2)
+    assert p_value == pytest.approx(158 / 4096)  # 2 * P(X <= 2), X ~ Binomial(12, 1/2)
+
+
+def test_mcnemar_without_discordant_pairs_has_p_one():
+    same = np.array([True, False, True])
+    assert mcnemar(same, same) == (0, 0, 1.0)
+
+
+def test_mcnemar_on_runs_with_different_images_names_both_runs(tmp_path: Path):
+    mask = correct_mask(0.5, seed=0)
+    first = load_run(write_run(tmp_path, "first", "small_cnn", mask))
+    shifted = load_run(write_run(tmp_path, "second", "small_cnn", mask, index=np.arange(1, 201)))
+    with pytest.raises(ValueError, match="'first' and 'second'"):
+        mcnemar_runs(first, shifted)
+
+
+def test_a_clearly_better_run_beats_the_baseline_and_an_equal_one_does_not(runs):
+    table = compare_runs(runs, baseline=None).set_index("run")
+    assert table.loc["small_cnn", "beats_baseline"] == "yes"
+    assert table.loc["small_cnn", "mcnemar_p"] < 0.001
+    assert table.loc["resnet50", "beats_baseline"] == "no"
+    assert table.loc["resnet50", "mcnemar_p"] == 1.0
+    assert table.loc["hog", "beats_baseline"] == ""
+    assert math.isnan(table.loc["hog", "mcnemar_p"])
+
+
+def test_comparison_reports_chance_interval_and_main_finding(runs):
+    table = compare_runs(runs, baseline=None).set_index("run")
+    assert (table["chance"] == 0.2).all()
+    assert (table["majority_rate"] == 0.2).all()
+    assert table.loc["hog", "final_val_accuracy"] == pytest.approx(0.40)
+    low, high = wilson_interval(80, 200)
+    assert table.loc["hog", ["final_ci_low", "final_ci_high"]].tolist() == pytest.approx(
+        [low, high]
+    )
+    assert table.loc["resnet50", "main_finding"] == "PARTIAL"
+    assert table.loc["small_cnn", "main_finding"] == "STABLE"
+    assert table.loc["hog", "main_finding"] == ""
+    assert table.loc["small_cnn", "training_seconds"] == 10.0
+
+
+def test_named_baseline_is_used_and_unknown_name_fails(runs):
+    table = compare_runs(runs, baseline="resnet50").set_index("run")
+    assert table.loc["resnet50", "beats_baseline"] == ""
+    assert table.loc["hog", "beats_baseline"] == "no"
+    with pytest.raises(ValueError, match="'nonexistent'"):
+        compare_runs(runs, baseline="nonexistent")
+
+
+def test_without_a_baseline_run_no_run_is_tested(runs):
+    table = compare_runs(runs[1:], baseline=None)
+    assert (table["beats_baseline"] == "").all()
+
+
+def test_main_finding_prefers_the_most_severe():
+    findings = [
+        {"code": "A", "severity": "info"},
+        {"code": "B", "severity": "warning"},
+        {"code": "C", "severity": "warning"},
+    ]
+    assert main_finding({"findings": findings}) == "B"
+    assert main_finding(None) == ""
+
+
+def test_markdown_names_every_run_and_calls_out_chance_level(tmp_path: Path, runs):
+    chance_run = load_run(write_run(tmp_path, "guessing", "small_cnn", correct_mask(0.22, 3)))
+    table = compare_runs([*runs, chance_run], baseline=None)
+    write_comparison(table, tmp_path / "comparison.tsv", tmp_path / "comparison.md")
+    markdown = (tmp_path / "comparison.md").read_text()
+    for run in ("hog", "small_cnn", "resnet50", "guessing"):
+        assert f"`{run}`" in markdown
+    assert "beats the baseline (McNemar p<0.001)" in markdown
+    assert "`guessing`" in markdown.split("Not distinguishable from chance:**")[1].split(".")[0]
+    assert "How to read this" in markdown
+
+
+def test_written_tsv_reads_back_with_every_column(tmp_path: Path, runs):
+    table = compare_runs(runs, baseline=None)
+    write_comparison(table, tmp_path / "comparison.tsv", tmp_path / "comparison.md")
+    back = pd.read_csv(tmp_path / "comparison.tsv", sep="\t", keep_default_na=False)
+    assert list(back.columns) == list(table.columns)
+    assert back["run"].tolist() == ["hog", "small_cnn", "resnet50"]
+    assert "0.4\t" in (tmp_path / "comparison.tsv").read_text()
+
+
+def test_rewriting_the_comparison_gives_identical_bytes(tmp_path: Path, runs):
+    paths = [tmp_path / "comparison.tsv", tmp_path / "comparison.md"]
+    write_comparison(compare_runs(runs, baseline=None), *paths)
+    first = [path.read_bytes() for path in paths]
+    reloaded = [load_run(run.run_dir) for run in runs]
+    write_comparison(compare_runs(reloaded, baseline=None), *paths)
+    assert [path.read_bytes() for path in paths] == first
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == sorted(
+        p.name for p in paths
+    )
+
+
+def test_load_run_tolerates_missing_optional_files(tmp_path: Path):
+    run_dir = write_run(tmp_path, "hog", "baseline", correct_mask(0.4, 0))
+    for name in ("diagnostics.json", "timing.tsv", "history.tsv"):
+        (run_dir / name).unlink()
+    result = load_run(run_dir)
+    assert result.batches is None and result.diagnostics is None and result.history is None
+    row = compare_runs([result], baseline=None).iloc[0]
+    assert row["main_finding"] == "" and math.isnan(row["fluctuation_score"])
+
+
+def test_load_run_requires_metrics(tmp_path: Path):
+    with pytest.raises(ValueError, match="metrics.json"):
+        load_run(tmp_path)
+
+
+def test_learning_curve_keeps_models_with_several_training_sizes(tmp_path: Path, runs):
+    extra = [
+        load_run(write_run(tmp_path, f"cnn_{n}", "small_cnn", correct_mask(0.5, n), train_images=n))
+        for n in (100, 400)
+    ]
+    points = learning_curve(compare_runs([*runs, *extra], baseline=None))
+    assert points["model"].unique().tolist() == ["small_cnn"]
+    assert points["train_images"].tolist() == [100, 400, 800]
+    assert learning_curve([*runs, *extra])["run"].tolist() == points["run"].tolist()

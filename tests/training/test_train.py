@@ -1,0 +1,179 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from simtrain.training.fit import train_run
+from simtrain.training.tables import BATCH_COLUMNS, HISTORY_COLUMNS, TIMING_COLUMNS
+from tests.conftest import ROOT
+from tests.packed_data import make_packed
+
+SETTINGS = {
+    "model": "small_cnn",
+    "epochs": 3,
+    "batch_size": 8,
+    "optimizer": "adam",
+    "learning_rate": 0.002,
+    "steps_per_epoch": None,
+    "validation_steps": None,
+    "validation_shuffle": False,
+    "augmentation": {"shear": 10.0, "zoom": 0.2, "horizontal_flip": True},
+    "standardize": True,
+    "train_images": None,
+    "seed": 3,
+}
+ARTIFACTS = [
+    "history.tsv",
+    "batches.tsv",
+    "timing.tsv",
+    "predictions.tsv",
+    "model.keras",
+    "best.keras",
+    "metrics.json",
+    "config.resolved.yaml",
+]
+
+
+@pytest.fixture(scope="module")
+def packed(tmp_path_factory):
+    return make_packed(tmp_path_factory.mktemp("data"))
+
+
+def spec(packed, out_dir, **overrides):
+    return {
+        "run": "tiny",
+        "settings": {**SETTINGS, **overrides},
+        "train_dir": str(packed / "train"),
+        "validation_dir": str(packed / "validation"),
+        "out_dir": str(out_dir),
+        "resolved_config": {"seed": 0, "run": {**SETTINGS, **overrides}},
+    }
+
+
+def run_in_process(packed, out_dir, backend="tensorflow", check=True, env=None, **overrides):
+    """Train in a fresh interpreter (a real process that can be killed, any backend)."""
+    job = dict(spec(packed, out_dir), **overrides.pop("job", {}))
+    job["settings"].update(overrides)
+    spec_file = out_dir.parent / f"{out_dir.name}.json"
+    spec_file.write_text(json.dumps(job))
+    return subprocess.run(
+        [sys.executable, "-m", "tests.train_job", str(spec_file)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "KERAS_BACKEND": backend, **(env or {})},
+        timeout=600,
+        check=check,
+    )
+
+
+def read(out_dir, name):
+    return pd.read_csv(out_dir / name, sep="\t")
+
+
+@pytest.mark.parametrize("model", ["small_cnn", "resnet50"])
+def test_each_model_trains_and_writes_every_artifact(packed, tmp_path, model):
+    metrics = train_run(**spec(packed, tmp_path, model=model, epochs=2))
+    assert sorted(os.listdir(tmp_path)) == sorted(ARTIFACTS)
+    history = read(tmp_path, "history.tsv")
+    assert list(history.columns) == HISTORY_COLUMNS
+    assert history["epoch"].tolist() == [1, 2]
+    assert history["train_images_seen"].tolist() == [36, 36]
+    assert history["train_coverage"].tolist() == [1.0, 1.0]
+    assert history["validation_images_seen"].tolist() == [12, 12]
+    assert list(read(tmp_path, "timing.tsv").columns) == TIMING_COLUMNS
+    batches = read(tmp_path, "batches.tsv")
+    assert list(batches.columns) == BATCH_COLUMNS
+    assert len(batches) == 2 * 5 and batches["batch_size"].sum() == 72
+    # The per-batch values average back to Keras' epoch means.
+    for epoch, rows in batches.groupby("epoch"):
+        mean = np.average(rows["loss"], weights=rows["batch_size"])
+        assert mean == pytest.approx(history.loc[epoch - 1, "loss"], rel=1e-4)
+    predictions = read(tmp_path, "predictions.tsv")
+    assert len(predictions) == 12
+    assert list(predictions.columns[:4]) == ["index", "true", "predicted", "loss"]
+    assert np.allclose(predictions.filter(like="p_").sum(axis=1), 1, atol=1e-4)
+    assert metrics["model"] == model and metrics["train_images"] == 36
+
+
+def test_small_cnn_learns_the_tiny_problem(packed, tmp_path):
+    metrics = train_run(**spec(packed, tmp_path, epochs=8, augmentation={}))
+    assert metrics["best_val_accuracy"] > 0.6  # chance is 1/3
+
+
+def test_partial_epochs_are_accounted_for_and_continue_the_stream(packed, tmp_path):
+    train_run(
+        **spec(packed, tmp_path, steps_per_epoch=2, validation_steps=1, validation_shuffle=True)
+    )
+    history = read(tmp_path, "history.tsv")
+    # 36 images in batches of 8 make passes of 8+8+8+8+4; epoch 3 takes the last
+    # (short) batch of pass 1 and the first of pass 2, like Keras 2's endless generator.
+    assert history["train_images_seen"].tolist() == [16, 16, 12]
+    assert history["train_coverage"].tolist()[:2] == pytest.approx([16 / 36] * 2)
+    assert 0 < history["train_coverage"].iloc[2] <= 12 / 36
+    assert history["validation_images_seen"].tolist() == [8, 4, 8]  # 12 = 8 + 4 per pass
+    assert len(read(tmp_path, "batches.tsv")) == 6
+    assert len(read(tmp_path, "predictions.tsv")) == 12  # always the full validation set
+
+
+def test_train_images_trains_on_a_stratified_subset(packed, tmp_path):
+    metrics = train_run(**spec(packed, tmp_path, train_images=12, epochs=1))
+    assert metrics["train_images"] == 12
+    assert read(tmp_path, "history.tsv")["train_images_seen"].tolist() == [12]
+
+
+def test_same_seed_gives_identical_history_on_cpu(packed, tmp_path):
+    train_run(**spec(packed, tmp_path / "a"))
+    train_run(**spec(packed, tmp_path / "b"))
+    for name in ["history.tsv", "batches.tsv", "predictions.tsv"]:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    train_run(**spec(packed, tmp_path / "c", seed=4))
+    assert (tmp_path / "c/history.tsv").read_bytes() != (tmp_path / "a/history.tsv").read_bytes()
+
+
+@pytest.mark.parametrize("kill_at", [(2, 2), (3, 0)], ids=["mid-epoch", "start-of-epoch"])
+def test_a_killed_run_resumes_to_the_uninterrupted_history(packed, tmp_path, kill_at):
+    reference = tmp_path / "reference"
+    run_in_process(packed, reference)
+    resumed = tmp_path / "resumed"
+    killed = run_in_process(packed, resumed, check=False, job={"kill_at": list(kill_at)})
+    assert killed.returncode == -signal.SIGKILL
+    assert not (resumed / "history.tsv").exists()
+    state = json.loads((resumed / ".backup" / "state.json").read_text())
+    assert len(state["history"]) == kill_at[0] - 1
+    run_in_process(packed, resumed)
+    history = read(resumed, "history.tsv")
+    assert history["epoch"].tolist() == [1, 2, 3]
+    for name in ["history.tsv", "batches.tsv", "predictions.tsv"]:
+        assert (resumed / name).read_bytes() == (reference / name).read_bytes(), name
+    assert not (resumed / ".backup").exists()
+
+
+def test_training_code_runs_under_the_jax_backend(packed, tmp_path):
+    result = run_in_process(packed, tmp_path / "jax", backend="jax", epochs=2)
+    assert "backend jax" in result.stderr
+    history = read(tmp_path / "jax", "history.tsv")
+    assert list(history.columns) == HISTORY_COLUMNS and len(history) == 2
+    assert np.isfinite(history[["loss", "val_loss"]].to_numpy()).all()
+    metrics = json.loads((tmp_path / "jax" / "metrics.json").read_text())
+    assert metrics["backend"] == "jax"
+
+
+def test_data_parallel_training_runs_on_two_virtual_devices_under_jax(packed, tmp_path):
+    result = run_in_process(
+        packed,
+        tmp_path / "parallel",
+        backend="jax",
+        epochs=1,
+        job={"data_parallel": True},
+        env={"JAX_NUM_CPU_DEVICES": "2"},
+    )
+    assert "data parallel True" in result.stderr
+    assert "2 devices" in result.stderr
+    history = read(tmp_path / "parallel", "history.tsv")
+    assert history["train_images_seen"].tolist() == [36]

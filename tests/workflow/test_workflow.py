@@ -1,0 +1,150 @@
+"""The Snakemake workflow itself: a tiny end-to-end run, reruns, config handling."""
+
+import os
+import re
+import shutil
+
+import numpy as np
+import pytest
+import yaml
+
+from tests.conftest import ROOT, snakemake, write_config
+
+
+def planned_jobs(result) -> dict[str, int]:
+    """Job counts per rule from a dry run's 'Job stats' table."""
+    table = result.stdout.split("Job stats:")[1].split("total")[0]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
+
+
+def planned_classes(result) -> set[str]:
+    return set(re.findall(r"wildcards: klass=([\w-]+)", result.stdout))
+
+
+@pytest.fixture(scope="module")
+def data_run(tmp_path_factory):
+    """A finished data-stage run of the tiny config, shared by the rerun tests."""
+    from tests.conftest import TINY_CONFIG
+
+    workdir = tmp_path_factory.mktemp("data-run")
+    config = write_config(workdir, TINY_CONFIG)
+    snakemake(workdir, "--cores", "2", "--configfile", str(config))
+    return workdir, config
+
+
+def dry_run_with(workdir, config_path, change) -> object:
+    config = yaml.safe_load(config_path.read_text())
+    change(config)
+    changed = write_config(workdir, config, "changed.yaml")
+    return snakemake(workdir, "-n", "--cores", "2", "--configfile", str(changed))
+
+
+def test_data_stage_writes_images_manifest_and_packed_arrays(data_run):
+    workdir, _ = data_run
+    results = workdir / "results"
+    manifest = (results / "images/manifest.tsv").read_text().splitlines()
+    assert len(manifest) == 1 + 3 * 12
+    train = np.load(results / "packed/train/images.npy", mmap_mode="r")
+    validation = np.load(results / "packed/validation/images.npy", mmap_mode="r")
+    assert train.shape == (27, 32, 32, 1) and validation.shape == (9, 32, 32, 1)
+    assert len(list((results / "images/all/rings").glob("shard-*"))) == 3
+
+
+def test_an_unchanged_config_plans_nothing(data_run):
+    workdir, config = data_run
+    result = snakemake(workdir, "-n", "--cores", "2", "--configfile", str(config))
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_changing_one_class_reruns_only_that_class(data_run):
+    workdir, config = data_run
+
+    def change(c):
+        c["classes"]["rings"]["params"]["noise"] = 0.2
+
+    result = dry_run_with(workdir, config, change)
+    jobs = planned_jobs(result)
+    assert jobs["simulate_shard"] == 3
+    assert planned_classes(result) == {"rings"}
+    assert jobs["split_dataset"] == 1 and jobs["pack_split"] == 2
+
+
+def test_changing_the_validation_fraction_resplits_without_resimulating(data_run):
+    workdir, config = data_run
+    result = dry_run_with(workdir, config, lambda c: c.update(validation_fraction=0.5))
+    jobs = planned_jobs(result)
+    assert "simulate_shard" not in jobs
+    assert jobs["split_dataset"] == 1 and jobs["pack_split"] == 2
+
+
+def test_editing_a_plugin_simulator_reruns_its_class(tmp_path):
+    (tmp_path / "my_sims.py").write_text(
+        "def noise(rng, size, level=0.5):\n    return rng.uniform(0, level, (size, size))\n"
+    )
+    config = {
+        "seed": 1,
+        "image_size": 32,
+        "images_per_class": 4,
+        "images_per_shard": 2,
+        "validation_fraction": 0.5,
+        "classes": {"plugin": {"simulator": "my_sims:noise"}, "blobs": {"simulator": "blobs"}},
+    }
+    path = write_config(tmp_path, config)
+    snakemake(tmp_path, "--cores", "2", "--configfile", str(path))
+    source = tmp_path / "my_sims.py"
+    source.write_text(source.read_text() + "# edited\n")
+    result = snakemake(tmp_path, "-n", "--cores", "2", "--configfile", str(path))
+    assert planned_jobs(result)["simulate_shard"] == 2
+    assert planned_classes(result) == {"plugin"}
+
+
+def test_editing_a_library_module_reruns_the_rules_that_use_it(tmp_path):
+    # A private copy of the workflow, so the test can edit its code.
+    copy = tmp_path / "workflow-copy"
+    copy.mkdir()
+    for name in ["Snakefile", "workflow", "src", "config", "profiles", "envs"]:
+        source = ROOT / name
+        (shutil.copytree if source.is_dir() else shutil.copy)(source, copy / name)
+    env = {"PYTHONPATH": str(copy / "src")}
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    from tests.conftest import TINY_CONFIG
+
+    path = write_config(workdir, TINY_CONFIG)
+    args = ["--cores", "2", "--configfile", str(path)]
+    snakemake(workdir, *args, snakefile=copy / "Snakefile", env=env)
+    simulators = copy / "src/simtrain/data/simulators.py"
+    simulators.write_text(simulators.read_text() + "\n# edited\n")
+    result = snakemake(workdir, "-n", *args, snakefile=copy / "Snakefile", env=env)
+    assert planned_jobs(result)["simulate_shard"] == 9
+
+
+def test_a_configfile_replaces_the_default_config(tmp_path, tiny_config):
+    path = write_config(tmp_path, tiny_config)
+    result = snakemake(tmp_path, "-n", "--cores", "2", "--configfile", str(path))
+    assert "train_run" not in planned_jobs(result)  # the default config's runs are gone
+    assert planned_classes(result) == {"blobs", "rings", "streaks"}
+
+
+def test_config_overrides_single_keys(tmp_path, tiny_config):
+    path = write_config(tmp_path, tiny_config)
+    result = snakemake(
+        tmp_path, "-n", "--cores", "2", "--configfile", str(path), "--config", "images_per_shard=12"
+    )
+    assert planned_jobs(result)["simulate_shard"] == 3  # one shard per class
+
+
+def test_the_default_config_is_valid_and_plans_every_stage(tmp_path):
+    result = snakemake(tmp_path, "-n", "--cores", "8")
+    jobs = planned_jobs(result)
+    for rule in [
+        "simulate_shard",
+        "split_dataset",
+        "pack_split",
+        "train_run",
+        "train_baseline",
+        "diagnose_run",
+        "compare_runs",
+    ]:
+        assert jobs.get(rule), rule
+    assert os.listdir(tmp_path) == [".snakemake"] or not (tmp_path / "results").exists()
