@@ -1,7 +1,18 @@
 # simtrain: simulate -> split -> pack -> train -> diagnose -> report.
+import os
+import sys
+
+import yaml
 from snakemake.utils import min_version, validate
 
-from simtrain.config import check_config_files
+from simtrain.config import (
+    ConfigError,
+    check_classes,
+    check_config_files,
+    check_runs,
+    check_schema,
+    config_error_report,
+)
 
 min_version("9.0")
 
@@ -13,8 +24,18 @@ if not workflow.overwrite_configfiles:
     configfile: f"{workflow.basedir}/config/config.yaml"
 
 
-check_config_files(workflow.configfiles)
-validate(config, "workflow/schemas/config.schema.yaml")
+SCHEMA = f"{workflow.basedir}/workflow/schemas/config.schema.yaml"
+# A bad config stops here with a few readable lines (key, value, what is allowed, file)
+# instead of Snakemake's dump of the whole schema; nothing runs and nothing is written.
+try:
+    check_config_files(workflow.configfiles)
+    with open(SCHEMA) as schema:
+        check_schema(config, yaml.safe_load(schema))
+    validate(config, SCHEMA)  # passes now; fills in the schema's defaults
+    check_classes(config, search_path=os.getcwd())
+    check_runs(config, search_path=os.getcwd())
+except ConfigError as error:
+    sys.exit(config_error_report(error, workflow.configfiles))
 
 
 report: "workflow/report/workflow.rst"

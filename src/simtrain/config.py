@@ -6,12 +6,15 @@ offending key named, and never after hours of simulation.
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
+import json
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+import jsonschema
 import yaml
 
 from simtrain.data.simulate import simulate_image
@@ -21,6 +24,88 @@ from simtrain.data.split import validation_count
 
 class ConfigError(ValueError):
     """A config value is invalid; the message names its key."""
+
+
+def config_error_report(error: ConfigError, config_files: Sequence[str | os.PathLike]) -> str:
+    """The few lines a person reads when a config is rejected: what, where, which file."""
+    files = ", ".join(map(str, config_files)) or "(none; --config only)"
+    lines = str(error).splitlines()
+    return "\n".join(
+        ["Invalid config: " + lines[0], *("  " + line for line in lines[1:])]
+        + [f"  config file: {files}", "Nothing was run."]
+    )
+
+
+def check_schema(config: Mapping[str, Any], schema: Mapping[str, Any]) -> None:
+    """Validate against the JSON schema; raise ConfigError with a short, readable message.
+
+    Snakemake's own `validate` prints the whole schema and config; this names only the key,
+    its value and what is allowed.
+    """
+    validator = jsonschema.Draft202012Validator(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(config))
+    if error is not None:
+        raise ConfigError(describe_schema_error(error))
+
+
+def _key_path(path: Sequence[Any]) -> str:
+    return ".".join(map(str, path)) or "(top level)"
+
+
+def _kind(kinds: str | list[str]) -> str:
+    kinds = kinds if isinstance(kinds, list) else [kinds]
+    return " or ".join("null" if k == "null" else f"a{'n' * (k[0] in 'aeiou')} {k}" for k in kinds)
+
+
+def _allowed(error: jsonschema.ValidationError) -> str:
+    """What the failing keyword allows, in words."""
+    keyword, expected, schema = error.validator, error.validator_value, error.schema
+    bounds = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveMaximum": "<"}
+    if keyword in bounds:
+        limits = " and ".join(f"{bounds[k]} {schema[k]}" for k in bounds if k in schema)
+        kinds = schema.get("type", "number")
+        numeric = [k for k in kinds if k != "null"] if isinstance(kinds, list) else kinds
+        return f"{_kind(numeric)} {limits}"
+    if keyword == "type":
+        return _kind(expected)
+    if keyword == "enum":
+        return "one of " + ", ".join(json.dumps(v) for v in expected)
+    if keyword == "minLength":
+        return f"a string of at least {expected} character(s)"
+    if keyword == "minProperties":
+        return f"at least {expected} entries"
+    return f"{keyword}: {expected}"
+
+
+def describe_schema_error(error: jsonschema.ValidationError) -> str:
+    """Key path, bad value and what is allowed (or the closest known key for a typo)."""
+    path = list(error.absolute_path)
+    if error.validator == "additionalProperties" and isinstance(error.instance, Mapping):
+        known = list(error.schema.get("properties", {}))
+        unknown = [k for k in error.instance if k not in known]
+        key = unknown[0] if unknown else "?"
+        lines = [f"{_key_path([*path, key])}: unknown key"]
+        close = difflib.get_close_matches(str(key), known, n=1)
+        if close:
+            lines.append(f"did you mean {close[0]!r}?")
+        lines.append(f"known keys here: {', '.join(known)}")
+        return "\n".join(lines)
+    if error.validator == "required":
+        missing = [k for k in error.validator_value if k not in error.instance]
+        return f"{_key_path([*path, *missing[:1]])}: required key is missing"
+    if "propertyNames" in error.schema_path:
+        # The error is about a name, one level down: jsonschema reports the parent's path.
+        return (
+            f"{_key_path([*path, error.instance])}: invalid name ({error.message})\n"
+            "allowed: letters, digits, '_' and '-', starting with a letter or digit"
+        )
+    lines = [f"{_key_path(path)}: {error.message}"]
+    if error.validator != "type":  # the message already says which type
+        lines.append(f"allowed: {_allowed(error)}")
+    description = " ".join(str(error.schema.get("description", "")).split())
+    if description:
+        lines.append(f"meaning: {description}")
+    return "\n".join(lines)
 
 
 def split_sizes(config: Mapping[str, Any]) -> tuple[int, int]:

@@ -43,7 +43,7 @@ def with_run(**settings):
 
 # (id, change to the tiny config, pattern the error must match)
 CONFIG_CASES = [
-    ("unknown-key", lambda c: c.update(colour="red"), r"'colour' was unexpected"),
+    ("unknown-key", lambda c: c.update(colour="red"), r"colour: unknown key"),
     ("wrong-type", lambda c: c.update(seed="abc"), r"'abc' is not of type 'integer'"),
     (
         "zero-count",

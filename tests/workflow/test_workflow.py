@@ -148,3 +148,14 @@ def test_the_default_config_is_valid_and_plans_every_stage(tmp_path):
     ]:
         assert jobs.get(rule), rule
     assert os.listdir(tmp_path) == [".snakemake"] or not (tmp_path / "results").exists()
+
+
+def test_a_bad_config_prints_a_few_readable_lines_and_writes_nothing(tmp_path, tiny_config):
+    tiny_config["image_sise"] = 32
+    path = write_config(tmp_path, tiny_config)
+    result = snakemake(tmp_path, "--cores", "2", "--configfile", str(path), check=False)
+    assert result.returncode != 0
+    assert "Invalid config: image_sise: unknown key\n  did you mean 'image_size'?" in result.stderr
+    assert f"config file: {path}" in result.stderr
+    assert len(result.stderr.splitlines()) < 10  # not Snakemake's dump of schema and config
+    assert not (tmp_path / "results").exists()

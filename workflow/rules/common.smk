@@ -3,7 +3,7 @@ import os
 from pathlib import Path
 
 from simtrain.common.modules import module_files
-from simtrain.config import BASELINE_MODEL, check_classes, check_runs, resolve_run
+from simtrain.config import BASELINE_MODEL, resolve_run
 from simtrain.data.simulate import shard_count
 from simtrain.data.simulators import simulator_source_file
 
@@ -21,9 +21,6 @@ SPLITS = ["train", "validation"]
 RUNS = list(config["runs"])
 DEEP_RUNS = [r for r in RUNS if config["runs"][r]["model"] != BASELINE_MODEL]
 BASELINE_RUNS = [r for r in RUNS if r not in DEEP_RUNS]
-
-check_classes(config, search_path=os.getcwd())
-check_runs(config, search_path=os.getcwd())
 
 
 def library_files(script):

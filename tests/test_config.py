@@ -1,0 +1,87 @@
+"""Config errors a person can read: the key path, the bad value, what is allowed."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from simtrain.config import ConfigError, check_runs, check_schema, config_error_report
+from tests.conftest import ROOT
+
+SCHEMA = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
+
+
+def schema_error(config: dict) -> str:
+    with pytest.raises(ConfigError) as caught:
+        check_schema(config, SCHEMA)
+    return str(caught.value)
+
+
+def test_the_tiny_and_default_configs_pass(tiny_config):
+    check_schema(tiny_config, SCHEMA)
+    check_schema(yaml.safe_load((ROOT / "config/config.yaml").read_text()), SCHEMA)
+
+
+def test_a_typo_names_the_closest_known_key(tiny_config):
+    tiny_config["image_sise"] = 32
+    message = schema_error(tiny_config)
+    assert message.splitlines()[:2] == ["image_sise: unknown key", "did you mean 'image_size'?"]
+
+
+def test_a_typo_inside_a_run_names_the_full_key_path(tiny_config):
+    tiny_config["runs"] = {"cnn": {"model": "small_cnn", "learning_rat": 0.1}}
+    message = schema_error(tiny_config)
+    assert message.startswith("runs.cnn.learning_rat: unknown key\ndid you mean 'learning_rate'?")
+
+
+def test_an_out_of_range_value_names_the_value_and_the_range(tiny_config):
+    tiny_config["runs"] = {"cnn": {"augmentation": {"zoom": 1.5}}}
+    lines = schema_error(tiny_config).splitlines()
+    assert lines[0].startswith("runs.cnn.augmentation.zoom: 1.5 ")
+    assert lines[1] == "allowed: a number >= 0 and < 1"
+    assert lines[2].startswith("meaning: Zoom range")
+
+
+def test_an_enum_lists_the_allowed_values_in_yaml_spelling(tiny_config):
+    tiny_config["execution"] = {"mixed_precision": "yes"}
+    lines = schema_error(tiny_config).splitlines()
+    assert lines[0].startswith("execution.mixed_precision: 'yes' is not one of")
+    assert lines[1] == 'allowed: one of "auto", true, false'
+
+
+def test_a_wrong_type_names_the_expected_type(tiny_config):
+    tiny_config["seed"] = "abc"
+    assert schema_error(tiny_config).splitlines()[0] == "seed: 'abc' is not of type 'integer'"
+
+
+def test_a_bad_class_name_is_named_with_its_parent(tiny_config):
+    tiny_config["classes"]["bad name"] = {"simulator": "blobs"}
+    assert schema_error(tiny_config).startswith("classes.bad name: invalid name")
+
+
+def test_a_missing_required_key_is_named(tiny_config):
+    del tiny_config["classes"]["rings"]["simulator"]
+    assert schema_error(tiny_config) == "classes.rings.simulator: required key is missing"
+
+
+def test_the_report_is_a_few_lines_naming_the_config_file(tiny_config):
+    tiny_config["image_sise"] = 32
+    try:
+        check_schema(tiny_config, SCHEMA)
+    except ConfigError as error:
+        report = config_error_report(error, ["my/config.yaml"])
+    lines = report.splitlines()
+    assert lines[0] == "Invalid config: image_sise: unknown key"
+    assert "  config file: my/config.yaml" in lines
+    assert len(lines) <= 6
+
+
+def test_a_plan_time_check_uses_the_same_short_form(tiny_config):
+    tiny_config["runs"] = {"r": {"model": "small_cnn", "batch_size": 8, "steps_per_epoch": 50}}
+    check_schema(tiny_config, SCHEMA)  # valid for the schema: only the data rule catches it
+    tiny_config["runs"]["r"].update(train_images=None, validation_steps=None, seed=None)
+    with pytest.raises(ConfigError) as caught:
+        check_runs(tiny_config, search_path=None)
+    report = config_error_report(caught.value, ["c.yaml"])
+    assert report.startswith("Invalid config: runs.r.steps_per_epoch: 50 batches of 8")
+    assert len(report.splitlines()) <= 4
