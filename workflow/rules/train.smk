@@ -8,6 +8,7 @@ rule train_run:
         batches="results/runs/{run}/batches.tsv",
         model="results/runs/{run}/model.keras",
         best="results/runs/{run}/best.keras",
+        record="results/runs/{run}/validation_record.npz",
     log:
         "results/logs/train/{run}.log",
     benchmark:

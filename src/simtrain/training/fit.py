@@ -34,6 +34,7 @@ from simtrain.training.tables import (
 log = logging.getLogger(__name__)
 
 BACKUP_DIR = ".backup"
+VALIDATION_RECORD = "validation_record.npz"
 
 
 @dataclass(frozen=True)
@@ -80,16 +81,22 @@ class Recorder(keras.callbacks.Callback):
     """
 
     def __init__(
-        self, backup: Path, key: str, train: PackedBatches, validation: PackedBatches, state: dict
+        self,
+        backup: Path,
+        key: str,
+        train: PackedBatches,
+        validation: PackedBatches,
+        state: dict,
+        record: dict[str, list[np.ndarray]],
     ):
         super().__init__()
         self.backup, self.key = backup, key
         self.train, self.validation = train, validation
         self.state = state
+        self.record = record
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch_start = time.perf_counter()
-        self.train_seconds = None
         self.seen, self.previous = 0, (0.0, 0.0)
 
     def on_train_batch_end(self, batch, logs=None):
@@ -113,20 +120,40 @@ class Recorder(keras.callbacks.Callback):
         if (self.train.epoch, batch) == (1, 1):
             failpoint("train.mid_epoch")
 
-    def on_test_begin(self, logs=None):
-        if self.train_seconds is None:
-            self.train_seconds = time.perf_counter() - self.epoch_start
+    def validate(self, epoch: int, logs: dict) -> None:
+        """Score this epoch's validation batches image by image, and log their means.
+
+        Keras' own validation only reports means; the per-image outcomes let the diagnostics
+        tell a model that changed from a sample that changed (validation_record.npz).
+        """
+        probabilities = np.asarray(self.model.predict(self.validation, verbose=0), np.float64)
+        # The order predict() returns: each batch's indices, sorted as __getitem__ reads them.
+        scored = np.concatenate(
+            [np.sort(self.validation.batch_indices(epoch, s)) for s in range(len(self.validation))]
+        )
+        labels = self.validation.split.labels[scored]
+        true_p = np.clip(probabilities[np.arange(len(scored)), labels], 1e-7, 1.0)
+        losses = -np.log(true_p)
+        correct = probabilities.argmax(axis=1) == labels
+        logs["val_loss"], logs["val_accuracy"] = float(losses.mean()), float(correct.mean())
+        # An image scored twice in one epoch (a stream crossing a pass) keeps its last result.
+        outcome = np.full(len(self.validation.split), -1, dtype=np.int8)
+        per_image_loss = np.full(len(self.validation.split), np.nan, dtype=np.float32)
+        outcome[scored], per_image_loss[scored] = correct, losses
+        self.record["correct"].append(outcome)
+        self.record["loss"].append(per_image_loss)
 
     def on_epoch_end(self, epoch, logs=None):
+        train_seconds = time.perf_counter() - self.epoch_start
+        self.validate(epoch, logs)
         seconds = time.perf_counter() - self.epoch_start
-        train_seconds = self.train_seconds or seconds
         seen = self.train.epoch_indices(epoch)
         row = {
             "epoch": epoch + 1,
             "loss": float(logs["loss"]),
             "accuracy": float(logs["accuracy"]),
-            "val_loss": float(logs["val_loss"]),
-            "val_accuracy": float(logs["val_accuracy"]),
+            "val_loss": round(logs["val_loss"], 7),
+            "val_accuracy": round(logs["val_accuracy"], 7),
             "learning_rate": float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),
             "train_images_seen": len(seen),
             "train_coverage": len(np.unique(seen)) / len(self.train.indices),
@@ -155,26 +182,43 @@ class Recorder(keras.callbacks.Callback):
             else:
                 os.link(self.backup / "best.keras", tmp / "best.keras")
             np.savez(tmp / "seeds.npz", *[np.asarray(v.numpy()) for v in seed_states(self.model)])
+            save_validation_record(tmp / VALIDATION_RECORD, self.record)
             (tmp / "state.json").write_text(json.dumps({**self.state, "key": self.key}))
 
 
-def restore(backup: Path, key: str, custom_objects=None) -> tuple[keras.Model | None, dict]:
-    """The model and tables of the last completed epoch, if a matching backup exists."""
+def save_validation_record(path: Path, record: dict[str, list[np.ndarray]]) -> None:
+    """Per epoch and validation image: correct (1/0, -1 not scored) and loss (NaN not scored)."""
+    n = len(record["correct"])
+    with open(path, "wb") as handle:
+        np.savez(
+            handle,
+            correct=np.array(record["correct"], dtype=np.int8).reshape(n, -1),
+            loss=np.array(record["loss"], dtype=np.float32).reshape(n, -1),
+        )
+
+
+def restore(
+    backup: Path, key: str, custom_objects=None
+) -> tuple[keras.Model | None, dict, dict[str, list[np.ndarray]]]:
+    """The model, tables and validation record of the last completed epoch, if a matching
+    backup exists."""
     empty = {"history": [], "timing": [], "batches": []}
     state_file = backup / "state.json"
     if not state_file.exists():
-        return None, empty
+        return None, empty, {"correct": [], "loss": []}
     state = json.loads(state_file.read_text())
     if state.pop("key") != key:
         log.info("ignoring a backup made for other settings or data: %s", backup)
         shutil.rmtree(backup)
-        return None, empty
+        return None, empty, {"correct": [], "loss": []}
+    with np.load(backup / VALIDATION_RECORD) as saved:
+        record = {name: list(saved[name]) for name in ("correct", "loss")}
     model = keras.models.load_model(backup / "model.keras", custom_objects=custom_objects)
     with np.load(backup / "seeds.npz") as seeds:
         for variable, i in zip(seed_states(model), range(len(seeds.files))):
             variable.assign(seeds[f"arr_{i}"])
     log.info("resuming after epoch %d from %s", len(state["history"]), backup)
-    return model, state
+    return model, state, record
 
 
 def train_run(
@@ -235,7 +279,7 @@ def train_run(
     backup = out_dir / BACKUP_DIR
     key = fingerprint(settings, [Path(train_dir), Path(validation_dir)])
     with backend.distribution_scope(runtime):
-        model, state = restore(backup, key)
+        model, state, record = restore(backup, key)
         if model is None:
             model = build_model(
                 settings.model,
@@ -252,10 +296,10 @@ def train_run(
                 metrics=["accuracy"],
             )
         log.info("model %s: %d parameters", model.name, model.count_params())
-        recorder = Recorder(backup, key, train, validation, state)
+        recorder = Recorder(backup, key, train, validation, state, record)
+        # No validation_data: the recorder scores validation image by image and logs val_*.
         model.fit(
             train,
-            validation_data=validation,
             epochs=settings.epochs,
             initial_epoch=len(state["history"]),
             shuffle=False,  # PackedBatches shuffles, reproducibly; Keras would reorder batches
@@ -295,6 +339,8 @@ def train_run(
         shutil.copyfile(backup / "best.keras", tmp)
     failpoint("train.writing_outputs")
     write_tsv(out_dir / "batches.tsv", table(state["batches"], BATCH_COLUMNS))
+    with atomic_path(out_dir / VALIDATION_RECORD) as tmp:
+        save_validation_record(tmp, record)
     write_run_tables(
         out_dir,
         history=history,

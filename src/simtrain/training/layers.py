@@ -42,18 +42,31 @@ class RandomAffine(keras.layers.Layer):
       * `zoom` scales each axis independently by a factor in [1 - zoom, 1 + zoom]
         (a factor above 1 samples a larger area, so the content shrinks),
       * pixels outside the input are filled with the nearest edge pixel.
+    `interpolation` is "nearest" by default: every output pixel is a copy of an input pixel,
+    so the warp keeps the images' pixel statistics. "bilinear" (the legacy generator's order-1
+    spline) averages neighbouring pixels at sub-pixel offsets, which smooths pixel noise in
+    every training image while validation images stay unwarped: a train/validation input
+    shift that BatchNorm statistics then carry (the diagnostics call it AUGMENTATION_SHIFT).
     Active only in training; at inference the layer is the identity.
     """
+
+    INTERPOLATIONS = ("nearest", "bilinear")
 
     def __init__(
         self,
         shear: float = 0.0,
         zoom: float = 0.0,
         horizontal_flip: bool = False,
+        interpolation: str = "nearest",
         seed: int | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if interpolation not in self.INTERPOLATIONS:
+            raise ValueError(
+                f"interpolation must be one of {self.INTERPOLATIONS}, got {interpolation!r}"
+            )
+        self.interpolation = interpolation
         if not 0 <= shear < 90:
             raise ValueError(f"shear must be an angle in degrees in [0, 90), got {shear}")
         if not 0 <= zoom < 1:
@@ -101,7 +114,7 @@ class RandomAffine(keras.layers.Layer):
         return ops.image.affine_transform(
             inputs,
             ops.cast(transform, inputs.dtype),
-            interpolation="bilinear",
+            interpolation=self.interpolation,
             fill_mode="nearest",
             data_format="channels_last",
         )
@@ -115,5 +128,6 @@ class RandomAffine(keras.layers.Layer):
             "shear": self.shear,
             "zoom": self.zoom,
             "horizontal_flip": self.horizontal_flip,
+            "interpolation": self.interpolation,
             "seed": self.seed,
         }

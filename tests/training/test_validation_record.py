@@ -1,0 +1,53 @@
+"""Training scores validation image by image and saves it per epoch (validation_record.npz)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from simtrain.training.fit import train_run
+from tests.packed_data import make_packed
+from tests.training.test_train import spec
+
+
+@pytest.fixture(scope="module")
+def packed(tmp_path_factory):
+    return make_packed(tmp_path_factory.mktemp("data"))
+
+
+def record_and_history(out_dir):
+    with np.load(out_dir / "validation_record.npz") as saved:
+        correct, loss = saved["correct"], saved["loss"]
+    return correct, loss, pd.read_csv(out_dir / "history.tsv", sep="\t")
+
+
+def test_full_validation_records_every_image_every_epoch_and_matches_the_history(
+    packed, tmp_path
+):
+    train_run(**spec(packed, tmp_path, epochs=2))
+    correct, loss, history = record_and_history(tmp_path)
+    validation_images = len(np.load(packed / "validation" / "labels.npy"))
+    assert correct.shape == loss.shape == (2, validation_images)
+    assert set(np.unique(correct)) <= {0, 1}
+    assert np.allclose(correct.mean(axis=1), history["val_accuracy"], atol=1e-6)
+    assert np.allclose(loss.mean(axis=1), history["val_loss"], rtol=1e-5)
+    # The last epoch's model is the final model: its record equals predictions.tsv.
+    predictions = pd.read_csv(tmp_path / "predictions.tsv", sep="\t")
+    final = (predictions["true"] == predictions["predicted"]).to_numpy()
+    assert np.array_equal(correct[-1].astype(bool), final)
+
+
+def test_shuffled_partial_validation_records_a_different_sample_each_epoch(packed, tmp_path):
+    train_run(
+        **spec(
+            packed, tmp_path, epochs=3, validation_steps=1, validation_shuffle=True, batch_size=4
+        )
+    )
+    correct, loss, history = record_and_history(tmp_path)
+    scored = correct >= 0
+    assert scored.sum(axis=1).tolist() == [4, 4, 4]
+    assert np.array_equal(scored, np.isfinite(loss))
+    assert len({tuple(np.flatnonzero(row)) for row in scored}) > 1
+    accuracy = [correct[e][scored[e]].mean() for e in range(3)]
+    assert np.allclose(accuracy, history["val_accuracy"], atol=1e-6)
