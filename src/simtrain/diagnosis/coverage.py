@@ -32,6 +32,13 @@ def check_partial_epoch(history: pd.DataFrame, settings: RunSettings) -> Finding
         "full_steps_per_epoch": full_steps,
         "full_passes_run": passes,
     }
+    # Never advise the epochs the run already has (a fraction near 1 rounds back to them).
+    configured = settings.epochs if settings.epochs is not None else epochs_run
+    same_updates = ""
+    if math.ceil(passes) != configured:
+        same_updates = (
+            f"; to keep the number of updates, set {settings.key('epochs')}: {math.ceil(passes)}"
+        )
     coverage = finite_column(history, "train_coverage")
     if coverage.size:
         evidence["observed_mean_train_coverage"] = float(np.mean(coverage))
@@ -48,8 +55,7 @@ def check_partial_epoch(history: pd.DataFrame, settings: RunSettings) -> Finding
         f"still changes fast, and a pipeline that restarts each epoch unshuffled never shows "
         f"it the rest.",
         f"set {settings.key('steps_per_epoch')}: null (Keras: steps_per_epoch=None) so every "
-        f"epoch covers all {total} images ({full_steps} steps of {batch}); to keep the number "
-        f"of updates, set {settings.key('epochs')}: {math.ceil(passes)}",
+        f"epoch covers all {total} images ({full_steps} steps of {batch})" + same_updates,
     )
 
 

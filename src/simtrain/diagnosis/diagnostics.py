@@ -1,10 +1,10 @@
 """Explain why a validation curve fluctuates: `diagnose(history, ...)` runs every check.
 
-The centre is the sampling-noise band: the epoch-to-epoch noise a validation score must show
-just because it averages over m images (binomial for accuracy, per-image loss spread for loss),
-compared with the noise the curve really shows. The fluctuation score is their ratio: ~1 means
-"as noisy as the validation-set size explains", >>1 means the model itself jumps around, and
-the other checks say why.
+The centre is the noise model of `noise`: each epoch's val_accuracy has a known standard error
+(sampling noise of a shuffled partial set, or, on a fixed set, a conservative yardstick for
+model change, measured directly when the per-epoch validation record is given), and the curve
+is tested against it for dispersion and for one-epoch glitches. The fluctuation score is
+observed / expected noise (~1 noise, >>1 the model jumps); the other checks say why.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pandas as pd
 
 from simtrain.common.failpoints import failpoint
 from simtrain.common.files import write_text
-from simtrain.diagnosis.batchnorm import check_batchnorm
+from simtrain.diagnosis.batchnorm import check_augmentation_shift, check_batchnorm
 from simtrain.diagnosis.coverage import check_partial_epoch, check_partial_validation
 from simtrain.diagnosis.findings import Finding, RunSettings, Skipped, plain_number
 from simtrain.diagnosis.history import normalise_history
@@ -27,12 +27,13 @@ from simtrain.diagnosis.noise import (
     FLUCTUATION_CAUSES,
     SAMPLING_NOISE,
     NoiseEstimate,
-    check_sampling_noise,
-    check_stable,
     estimate_noise,
 )
 from simtrain.diagnosis.optimization import check_unstable_optimization
 from simtrain.diagnosis.overfitting import check_overfitting
+from simtrain.diagnosis.undertraining import check_under_trained
+from simtrain.diagnosis.validation_record import ValidationRecord
+from simtrain.diagnosis.verdict import check_sampling_noise, check_stable
 
 
 @dataclass(frozen=True)
@@ -63,11 +64,12 @@ class Diagnostics:
 
     def _score_line(self) -> str:
         if self.fluctuation_score is None:
-            return "Fluctuation score: not available (too few epochs or no noise estimate)."
+            return "Fluctuation score: not available (too few epochs or no standard error)."
         return (
             f"Fluctuation score: {plain_number(self.fluctuation_score)} — "
-            f"{self.fluctuation_metric} varies {self.fluctuation_score:.2g}× as much as the "
-            f"validation images scored explain (≈1: measurement noise; ≫1: the model jumps)."
+            f"{self.fluctuation_metric} moves {self.fluctuation_score:.2g}× "
+            f"its standard error (≈1: noise; ≫1: the model jumps; the verdict comes from the "
+            f"tests' p-values)."
         )
 
     def to_markdown(self) -> str:
@@ -77,9 +79,9 @@ class Diagnostics:
             lines += [heading, "", "| evidence | value |", "|---|---|"]
             lines += [f"| {key} | {_cell(value)} |" for key, value in item.evidence.items()]
             lines += ["", item.explanation, "", f"**Fix:** {item.fix}", ""]
-        if self.skipped:
-            lines += ["## Skipped checks", ""]
-            lines += [f"- `{skip.code}`: {skip.reason}" for skip in self.skipped] + [""]
+        lines += ["## Skipped checks", ""]
+        lines += [f"- `{skip.code}`: {skip.reason}" for skip in self.skipped] or ["- none"]
+        lines += [""]
         return "\n".join(lines)
 
     def to_text(self) -> str:
@@ -109,6 +111,16 @@ def _cell(value: object) -> str:
     return "—" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
 
 
+def _class_count(
+    train_label_counts: dict[str, int] | None, predictions: pd.DataFrame | None
+) -> int | None:
+    if train_label_counts:
+        return len(train_label_counts)
+    if predictions is not None and "true" in predictions.columns:
+        return int(predictions["true"].nunique())
+    return None
+
+
 def diagnose(
     history: pd.DataFrame,
     *,
@@ -125,8 +137,16 @@ def diagnose(
     train_label_counts: dict[str, int] | None = None,
     learning_rate: float | None = None,
     optimizer: str | None = None,
+    validation_record: ValidationRecord | None = None,
+    augmentation: bool | None = None,
+    epochs: int | None = None,
 ) -> Diagnostics:
-    """Explain a run's learning curves; checks missing an input are listed in `skipped`."""
+    """Explain a run's learning curves; checks missing an input are listed in `skipped`.
+
+    `validation_record` (per epoch and image: right/wrong/unscored and loss) makes the noise
+    model paired; without it (a CSVLogger file) everything runs with weaker statements.
+    `augmentation` and `epochs` (None: unknown) keep fixes from advising what the run has.
+    """
     settings = RunSettings.checked(
         run=run,
         train_images=train_images,
@@ -137,42 +157,56 @@ def diagnose(
         validation_shuffle=validation_shuffle,
         learning_rate=learning_rate,
         optimizer=optimizer,
+        augmentation=augmentation,
+        epochs=epochs,
     )
     history = normalise_history(history)
-    estimate = estimate_noise(history, settings, predictions)
+    estimate = estimate_noise(history, settings, predictions, validation_record)
     noise = estimate if isinstance(estimate, NoiseEstimate) else None
-    band_skip = band = None
-    if noise is not None:
-        # Overfitting must rise above both the sampling noise and the fluctuation really seen.
-        band = max(
-            (b for b in (noise.loss_expected, noise.loss_observed) if b is not None), default=None
+    band_skip = None
+    if noise is not None and noise.loss_se is None:
+        band_skip = Skipped(
+            SAMPLING_NOISE,
+            "val_loss standard error: no per-image validation losses (validation_record.npz "
+            "or predictions.tsv); overfitting is judged against the curve's own spread",
         )
-        if noise.loss_expected is None and noise.score is not None:
-            band_skip = Skipped(
-                SAMPLING_NOISE,
-                "val_loss band: no per-image validation losses "
-                "(predictions.tsv need the model); the band uses val_accuracy",
-            )
     results = {
         "PARTIAL_EPOCH": check_partial_epoch(history, settings),
         "PARTIAL_VALIDATION": check_partial_validation(history, settings),
         SAMPLING_NOISE: estimate,  # replaced below, once the causes it names have been checked
         "band": band_skip,
         "BATCHNORM_STATISTICS": check_batchnorm(batchnorm, settings),
+        # The lead's check (batchnorm.py): augmentation-induced input shift vs BatchNorm lag.
+        "AUGMENTATION_SHIFT": check_augmentation_shift(batchnorm, settings),
         "UNSTABLE_OPTIMIZATION": check_unstable_optimization(batches, history, settings),
-        "OVERFITTING": check_overfitting(history, band, settings),
+        "OVERFITTING": check_overfitting(
+            history,
+            noise.loss_band if noise else None,
+            settings,
+            float(noise.accuracy_se.mean()) if noise else None,
+        ),
         "CLASS_IMBALANCE": check_class_imbalance(train_label_counts, predictions),
+        "UNDER_TRAINED": check_under_trained(
+            history, settings, _class_count(train_label_counts, predictions)
+        ),
     }
+    unchecked = sorted({r.code for r in results.values() if isinstance(r, Skipped)})
     if noise is not None:
-        causes = [results[code] for code in FLUCTUATION_CAUSES.split()]
+        causes = [results[code] for code in FLUCTUATION_CAUSES if code in results]
+        if noise.fixed_set:  # partial validation on a fixed set adds no noise between epochs
+            causes = [
+                r for r in causes if not isinstance(r, Finding) or r.code != "PARTIAL_VALIDATION"
+            ]
         named = [r.code for r in causes if isinstance(r, Finding) and r.severity != "info"]
-        unchecked = [r.code for r in causes if isinstance(r, Skipped)]
-        results[SAMPLING_NOISE] = check_sampling_noise(noise, settings, named, unchecked)
-    results["STABLE"] = check_stable([r for r in results.values() if isinstance(r, Finding)], noise)
+        results[SAMPLING_NOISE] = check_sampling_noise(
+            noise, settings, named, [code for code in unchecked if code != SAMPLING_NOISE]
+        )
+    findings = [r for r in results.values() if isinstance(r, Finding)]
+    results["STABLE"] = check_stable(findings, noise, unchecked)
     return Diagnostics(
         run=run,
         fluctuation_score=noise.score if noise else None,
-        fluctuation_metric=f"val_{noise.metric}" if noise and noise.metric else None,
+        fluctuation_metric=f"val_{noise.metric}" if noise and noise.score is not None else None,
         findings=tuple(r for r in results.values() if isinstance(r, Finding)),
         skipped=tuple(r for r in results.values() if isinstance(r, Skipped)),
     )

@@ -67,6 +67,9 @@ class RunSettings:
     validation_shuffle: bool = False
     learning_rate: float | None = None
     optimizer: str | None = None
+    # None: not known (the command line), so a fix may not assume either value.
+    augmentation: bool | None = None
+    epochs: int | None = None
 
     def key(self, name: str) -> str:
         return f"runs.{self.run}.{name}"
@@ -84,6 +87,13 @@ class RunSettings:
                 raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
             settings[name] = int(value)
         settings["validation_shuffle"] = bool(settings["validation_shuffle"])
+        epochs = settings.get("epochs")
+        if epochs is not None and (
+            isinstance(epochs, bool) or not isinstance(epochs, int | np.integer) or epochs < 1
+        ):
+            raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
+        if settings.get("augmentation") is not None:
+            settings["augmentation"] = bool(settings["augmentation"])
         return cls(**settings)  # type: ignore[arg-type]
 
 

@@ -1,4 +1,4 @@
-"""UNSTABLE_OPTIMIZATION: diverged or erratic training steps, from per-batch losses."""
+"""UNSTABLE_OPTIMIZATION: diverged training, or batch-loss spikes beyond their sampling spread."""
 
 from __future__ import annotations
 
@@ -6,24 +6,27 @@ import math
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from simtrain.diagnosis.findings import Finding, RunSettings, Skipped, finite_column
 
-# Batch-loss spikes: a batch whose loss is 3x the rolling median of its neighbours (and at least
-# 0.1 nats above it, so that near-zero losses do not count) is beyond the ordinary scatter of a
-# mini-batch mean; more than 1 % of post-warm-up batches spiking means the step size is too big.
+# Batch-loss spikes are judged against the sampling spread of a mini-batch mean: on a log scale
+# (a batch mean of per-image cross-entropies is right-skewed; its log is nearly symmetric), each
+# batch's distance from the rolling median of its neighbours is divided by the robust spread
+# (1.4826 x median absolute deviation) of those distances within its epoch. A batch is a spike
+# when its one-sided normal p-value, Bonferroni-corrected over all batches counted, is below
+# SPIKE_ALPHA, and it exceeds the median by SPIKE_MIN_EXCESS nats (near zero loss one wrong image
+# makes a large ratio). MIN_SPIKES of them are needed: a single hard batch is not instability.
 SPIKE_WINDOW_BATCHES = 21
-SPIKE_FACTOR = 3.0
+SPIKE_ALPHA = 0.01
 SPIKE_MIN_EXCESS = 0.1
-SPIKE_FRACTION_LIMIT = 0.01
+MIN_SPIKES = 2
+MAD_TO_SD = 1.4826
 # Warm-up excluded from the batch checks: the first epoch, or this share of a single epoch.
 WARMUP_FRACTION = 0.2
 MIN_BATCHES_AFTER_WARMUP = 10
-# Coefficient of variation of batch loss around its rolling median: batches straying by as much
-# as the loss itself. The denominator is at least 0.1 nats, because near zero loss a single
-# misclassified image makes any relative spread large without the training being unstable.
-BATCH_LOSS_CV_LIMIT = 1.0
-BATCH_LOSS_FLOOR = 0.1
+# Batches per epoch needed to estimate the within-epoch spread; fewer: pooled over the run.
+MIN_BATCHES_FOR_SPREAD = 8
 
 
 def _lower_learning_rate(history: pd.DataFrame, settings: RunSettings, factor: float) -> str:
@@ -35,6 +38,19 @@ def _lower_learning_rate(history: pd.DataFrame, settings: RunSettings, factor: f
         f"lower {settings.key('learning_rate')}{target}, or raise "
         f"{settings.key('batch_size')} (now {settings.batch_size})"
     )
+
+
+def _within_epoch_spread(
+    residual: np.ndarray, epochs: np.ndarray, counted: np.ndarray
+) -> np.ndarray:
+    """Per batch: the robust spread of log-loss residuals within its epoch (pooled if short)."""
+    pooled = MAD_TO_SD * stats.median_abs_deviation(residual[counted])
+    spread = np.full(residual.size, pooled)
+    for epoch in np.unique(epochs):
+        rows = (epochs == epoch) & counted
+        if rows.sum() >= MIN_BATCHES_FOR_SPREAD:
+            spread[epochs == epoch] = MAD_TO_SD * stats.median_abs_deviation(residual[rows])
+    return spread
 
 
 def check_unstable_optimization(
@@ -71,36 +87,39 @@ def check_unstable_optimization(
         return Skipped(
             code, f"only {counted} batches after warm-up, fewer than {MIN_BATCHES_AFTER_WARMUP}"
         )
-    window = pd.Series(loss).rolling(SPIKE_WINDOW_BATCHES, center=True, min_periods=1)
-    median = window.median().to_numpy()
-    residual = loss - median
-    spikes = int(
-        (after_warmup & (loss > SPIKE_FACTOR * median) & (residual > SPIKE_MIN_EXCESS)).sum()
-    )
-    scatter = np.std(residual[after_warmup]) / max(np.mean(loss[after_warmup]), BATCH_LOSS_FLOOR)
-    if spikes / counted <= SPIKE_FRACTION_LIMIT and scatter <= BATCH_LOSS_CV_LIMIT:
+    log_loss = np.log(np.maximum(loss, 1e-12))
+    window = pd.Series(log_loss).rolling(SPIKE_WINDOW_BATCHES, center=True, min_periods=1)
+    median = np.exp(window.median().to_numpy())
+    residual = log_loss - np.log(median)
+    spread = _within_epoch_spread(residual, epochs, after_warmup)
+    z_limit = float(stats.norm.isf(SPIKE_ALPHA / counted))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(spread > 0, residual / spread, 0.0)
+    is_spike = after_warmup & (z > z_limit) & (loss - median > SPIKE_MIN_EXCESS)
+    spikes = int(is_spike.sum())
+    if spikes < MIN_SPIKES:
         return None
-    largest = float(np.max(loss[after_warmup] / np.maximum(median[after_warmup], 1e-12)))
+    largest = float(np.max(loss[is_spike] / median[is_spike]))
     optimizer = f" ({settings.optimizer})" if settings.optimizer else ""
     return Finding(
         code,
         "warning",
-        "Training steps are unstable: batch losses spike and scatter",
+        "Training steps are unstable: batch losses spike beyond their sampling spread",
         {
             "batches_after_warmup": counted,
             "spikes": spikes,
             "spike_fraction": spikes / counted,
-            "spike_fraction_limit": SPIKE_FRACTION_LIMIT,
-            "spike_factor": SPIKE_FACTOR,
+            "spike_z_limit": z_limit,
+            "spike_alpha": SPIKE_ALPHA,
+            "largest_spike_z": float(z[is_spike].max()),
             "largest_loss_to_median_ratio": largest,
-            "batch_loss_cv": scatter,
-            "batch_loss_cv_limit": BATCH_LOSS_CV_LIMIT,
             "batch_size": settings.batch_size,
         },
-        f"After warm-up, {spikes} of {counted} batches ({spikes / counted:.1%}) had a loss over "
-        f"{SPIKE_FACTOR:g}× the rolling median of their neighbours (up to {largest:.1f}×), and "
-        f"batch losses scatter around that median by {scatter:.2f} of the mean loss. Steps this "
-        f"erratic{optimizer} throw the weights around, so the model validated at the end of "
-        f"each epoch differs more than its progress would suggest.",
+        f"After warm-up, {spikes} of {counted} batches had a loss up to {largest:.1f}× the "
+        f"rolling median of their neighbours, {z[is_spike].max():.1f} robust standard "
+        f"deviations of the batch-to-batch spread of their epoch; beyond {z_limit:.1f} a batch "
+        f"of {settings.batch_size} images is not sampling scatter (p < {SPIKE_ALPHA:g} over all "
+        f"{counted} batches). Steps this erratic{optimizer} throw the weights around, so the "
+        f"model validated at the end of each epoch differs more than its progress suggests.",
         _lower_learning_rate(history, settings, 3),
     )

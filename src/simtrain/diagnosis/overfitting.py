@@ -1,4 +1,11 @@
-"""OVERFITTING: validation loss rising out of its noise band while training loss falls."""
+"""OVERFITTING and OVER_CONFIDENCE: validation loss rising out of its noise band after its minimum.
+
+Both start the same way: val_loss rises above its best epoch by more than its noise while the
+training loss keeps falling. They differ in val_accuracy. If accuracy falls too, the model has
+memorised its training images (OVERFITTING: stop earlier). If accuracy holds or still rises, the
+model still gets as many images right but grows more confident on the ones it gets wrong
+(OVER_CONFIDENCE): stopping on val_loss would throw away a better classifier.
+"""
 
 from __future__ import annotations
 
@@ -14,11 +21,34 @@ from simtrain.diagnosis.findings import Finding, RunSettings, Skipped
 OVERFIT_BAND_SIGMAS = 3.0
 OVERFIT_MIN_EPOCHS_ABOVE = 2
 OVERFIT_SMOOTHING_EPOCHS = 3
+# val_accuracy "falls" when its last-3-epoch mean is more than 2 standard errors below its mean
+# around the best val_loss epoch; within that it holds (over-confidence).
+ACCURACY_DROP_SIGMAS = 2.0
+
+
+def _accuracy_change(
+    history: pd.DataFrame, rows: pd.Index, best: int, accuracy_se: float | None
+) -> tuple[float, float, bool] | None:
+    """(accuracy at best, final accuracy, fell significantly), or None without val_accuracy."""
+    if "val_accuracy" not in history.columns or accuracy_se is None:
+        return None
+    accuracy = pd.to_numeric(history.loc[rows, "val_accuracy"], errors="coerce").to_numpy(float)
+    if not np.isfinite(accuracy).all():
+        return None
+    window = OVERFIT_SMOOTHING_EPOCHS
+    at_best = float(accuracy[max(best - 1, 0) : best + 2].mean())
+    final = float(accuracy[-window:].mean())
+    fell = final < at_best - ACCURACY_DROP_SIGMAS * accuracy_se
+    return at_best, final, fell
 
 
 def check_overfitting(
-    history: pd.DataFrame, band: float | None, settings: RunSettings
+    history: pd.DataFrame,
+    band: float | None,
+    settings: RunSettings,
+    accuracy_se: float | None = None,
 ) -> Finding | Skipped | None:
+    """OVERFITTING or OVER_CONFIDENCE (see the module); `band` is val_loss's noise."""
     code = "OVERFITTING"
     if "val_loss" not in history.columns:
         return Skipped(code, "the history has no val_loss column (no validation data)")
@@ -42,26 +72,61 @@ def check_overfitting(
     if above < OVERFIT_MIN_EPOCHS_ABOVE or not final > line or not loss[-1] < loss[best]:
         return None
     best_epoch = int(frame["epoch"].iloc[best])
+    evidence: dict = {
+        "best_epoch": best_epoch,
+        "best_val_loss": smooth[best],
+        "final_val_loss": final,
+        "rise": final - smooth[best],
+        "noise_band": band,
+        "epochs_above_band": above,
+        "loss_at_best_epoch": loss[best],
+        "final_loss": loss[-1],
+    }
+    rise = (
+        f"val_loss was lowest around epoch {best_epoch} ({smooth[best]:.3g}, 3-epoch mean) and "
+        f"rose to {final:.3g}, more than {OVERFIT_BAND_SIGMAS:g} noise bands (±{band:.3g}) above "
+        f"it in {above} later epochs, while training loss kept falling from {loss[best]:.3g} "
+        f"to {loss[-1]:.3g}"
+    )
+    change = _accuracy_change(history, frame.index, best, accuracy_se)
+    if change is not None:
+        at_best, final_accuracy, fell = change
+        evidence |= {"val_accuracy_at_best_epoch": at_best, "final_val_accuracy": final_accuracy}
+        if not fell:
+            return Finding(
+                "OVER_CONFIDENCE",
+                "info",
+                f"Over-confidence: validation loss rises after epoch {best_epoch}, "
+                f"accuracy does not fall",
+                evidence,
+                f"{rise}; yet val_accuracy went from {at_best:.1%} to {final_accuracy:.1%}, "
+                f"within {ACCURACY_DROP_SIGMAS:g} standard errors (±{accuracy_se:.3g}) or "
+                f"higher. The model gets as many validation images right as before but "
+                f"grows more confident on those it gets wrong, which cross-entropy punishes: "
+                f"not overfitting. A checkpoint picked by lowest val_loss (best.keras) is not "
+                f"the most accurate one.",
+                "do not stop early on val_loss: pick the epoch by val_accuracy (Keras "
+                "EarlyStopping(monitor='val_accuracy')); for calibrated probabilities, fit a "
+                "temperature on held-out data or train with label smoothing",
+            )
+    more_data = "more images (images_per_class)"
+    if settings.augmentation is False:
+        more_data += f" or turning on {settings.key('augmentation')}"
+    elif settings.augmentation is None:
+        more_data += " or augmentation (if not already on)"
+    accuracy_text = (
+        f", and val_accuracy fell from {change[0]:.1%} to {change[1]:.1%}"
+        if change is not None
+        else " (no val_accuracy to tell it from over-confidence)"
+    )
     return Finding(
         code,
         "warning",
         f"Overfitting: validation loss rises after epoch {best_epoch}",
-        {
-            "best_epoch": best_epoch,
-            "best_val_loss": smooth[best],
-            "final_val_loss": final,
-            "rise": final - smooth[best],
-            "noise_band": band,
-            "epochs_above_band": above,
-            "loss_at_best_epoch": loss[best],
-            "final_loss": loss[-1],
-        },
-        f"val_loss was lowest around epoch {best_epoch} ({smooth[best]:.3g}, 3-epoch mean) and "
-        f"rose to {final:.3g}, more than {OVERFIT_BAND_SIGMAS:g} noise bands (±{band:.3g}) above "
-        f"it in {above} later epochs, while training loss kept falling from {loss[best]:.3g} "
-        f"to {loss[-1]:.3g}: the model memorises its training images instead of learning what "
-        f"carries over to new ones.",
+        evidence,
+        f"{rise}{accuracy_text}: the model memorises its training images instead of learning "
+        f"what carries over to new ones.",
         f"stop at the best epoch: set {settings.key('epochs')}: {best_epoch} (or use Keras "
-        f"EarlyStopping(monitor='val_loss', restore_best_weights=True)); more images "
-        f"(images_per_class) or {settings.key('augmentation')} delay the rise",
+        f"EarlyStopping(monitor='val_loss', restore_best_weights=True)); {more_data} delays "
+        f"the rise",
     )
