@@ -223,6 +223,22 @@ def test_markdown_names_every_run_and_calls_out_chance_level(tmp_path: Path, run
     assert "How to read this" in markdown
 
 
+def test_an_under_trained_run_near_chance_is_inconclusive_not_indistinguishable(
+    tmp_path: Path, runs
+):
+    mask = correct_mask(0.22, 3)
+    short = write_run(tmp_path, "short", "resnet50", mask, findings=[("UNDER_TRAINED", "warning")])
+    guessing = write_run(tmp_path, "guessing", "small_cnn", mask)
+    table = compare_runs([*runs, load_run(short), load_run(guessing)], baseline=None)
+    assert table.set_index("run").loc["short", "under_trained"] == "yes"
+    write_comparison(table, tmp_path / "comparison.tsv", tmp_path / "comparison.md")
+    markdown = (tmp_path / "comparison.md").read_text()
+    not_distinguishable = markdown.split("Not distinguishable from chance:**")[1].split(".")[0]
+    assert "`guessing`" in not_distinguishable and "`short`" not in not_distinguishable
+    assert "**Inconclusive (under-trained):** `short`." in markdown
+    assert "`short` (resnet50" in markdown and "inconclusive (under-trained)" in markdown
+
+
 def test_written_tsv_reads_back_with_every_column(tmp_path: Path, runs):
     table = compare_runs(runs, baseline=None)
     write_comparison(table, tmp_path / "comparison.tsv", tmp_path / "comparison.md")

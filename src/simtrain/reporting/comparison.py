@@ -27,7 +27,9 @@ _RUN_COLUMNS = ["run", "model", "train_images", "validation_images", "epochs"]
 _ACCURACY_COLUMNS = ["best_val_accuracy", "final_val_accuracy", "final_ci_low", "final_ci_high"]
 _OTHER_COLUMNS = ["chance", "majority_rate", "fluctuation_score", "main_finding"]
 _COST_COLUMNS = ["images_per_second", "training_seconds", "beats_baseline", "mcnemar_p"]
-COLUMNS = _RUN_COLUMNS + _ACCURACY_COLUMNS + _OTHER_COLUMNS + _COST_COLUMNS
+# "yes" when the run's diagnostics found it UNDER_TRAINED: not above chance is then inconclusive.
+COLUMNS = _RUN_COLUMNS + _ACCURACY_COLUMNS + _OTHER_COLUMNS + _COST_COLUMNS + ["under_trained"]
+UNDER_TRAINED = "UNDER_TRAINED"
 
 
 def mcnemar_runs(run_a: RunResult, run_b: RunResult) -> tuple[int, int, float]:
@@ -91,6 +93,8 @@ def summarise_run(result: RunResult) -> dict:
     row.update(chance=chance, majority_rate=majority)
     row["fluctuation_score"] = _number((result.diagnostics or {}).get("fluctuation_score"))
     row["main_finding"] = main_finding(result.diagnostics)
+    codes = {f.get("code") for f in (result.diagnostics or {}).get("findings") or []}
+    row["under_trained"] = "yes" if UNDER_TRAINED in codes else ""
     # metrics.json holds the totals; the per-epoch timing.tsv stands in where they are null.
     speed, seconds = _number(metrics.get("images_per_second")), _number(metrics.get("seconds"))
     if result.timing is not None and len(result.timing) > 0:
@@ -192,7 +196,14 @@ def _reading(row: pd.Series, baseline: pd.Series | None) -> tuple[str, bool | No
         text += "; no predictions, so not judged against chance"
     else:
         above = bool(row["final_ci_low"] > level)
-        text += "; above chance" if above else "; **not distinguishable from chance**"
+        if above:
+            text += "; above chance"
+        elif row.get("under_trained") == "yes":
+            # Stopped while still learning: neither "can" nor "cannot" tell the classes apart.
+            above = None
+            text += "; **inconclusive (under-trained)**: not above chance yet, still learning"
+        else:
+            text += "; **not distinguishable from chance**"
     if baseline is not None and row["run"] == baseline["run"]:
         text += "; this is the baseline"
     elif row["beats_baseline"] == "yes":
@@ -240,6 +251,13 @@ def comparison_markdown(table: pd.DataFrame) -> str:
     lines += ["", "## How to read this", ""]
     lines.append(f"**Above chance:** {', '.join(above) or 'none'}. ")
     lines[-1] += f"**Not distinguishable from chance:** {', '.join(not_above) or 'none'}."
+    if "under_trained" in table.columns:
+        flagged = table["under_trained"].fillna("").eq("yes")
+        inconclusive = [
+            f"`{r}`" for r, (_, a), u in zip(table["run"], readings, flagged) if u and a is None
+        ]
+        if inconclusive:
+            lines[-1] += f" **Inconclusive (under-trained):** {', '.join(inconclusive)}."
     if baseline is not None:
         lines[-1] += f" **Beat the baseline `{baseline['run']}`:** {', '.join(beating) or 'none'}."
     lines += [""] + [f"- {text}" for text, _ in readings] + [""]
