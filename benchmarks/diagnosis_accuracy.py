@@ -171,8 +171,8 @@ def synthetic_rates(
     seed: int = 0,
 ) -> pd.DataFrame:
     """One row per scenario × validation × input × epochs: how often each code fires."""
-    scenarios = scenarios or ("clean", *(f"glitch {k}" for k in GLITCH_SIZES), "glitch 6 early")
-    scenarios = (*scenarios, "drift") if "drift" not in scenarios else scenarios
+    glitches = (*(f"glitch {k}" for k in GLITCH_SIZES), "glitch 6 early")
+    scenarios = scenarios or ("clean", *glitches, "drift")
     rng = np.random.default_rng(seed)
     rows = []
     for scenario in scenarios:
@@ -224,7 +224,10 @@ def markdown(table: pd.DataFrame) -> str:
 
 
 def run_synthetic(arguments: argparse.Namespace) -> None:
-    table = synthetic_rates(arguments.repetitions, tuple(arguments.epochs), seed=arguments.seed)
+    scenarios = tuple(arguments.scenarios) if arguments.scenarios else None
+    table = synthetic_rates(
+        arguments.repetitions, tuple(arguments.epochs), scenarios, seed=arguments.seed
+    )
     codes = [c for c in table.columns if c.isupper() or "_" in c]
     clean = table[table["scenario"].isin(["clean", "drift"])]
     glitch = table[table["scenario"].str.startswith("glitch")]
@@ -246,6 +249,11 @@ def main(argv: list[str] | None = None) -> int:
         "--epochs", type=int, nargs="+", default=list(EPOCH_COUNTS), help="epoch counts to try"
     )
     synthetic.add_argument("--seed", type=int, default=0, help="random seed of the whole table")
+    synthetic.add_argument(
+        "--scenarios",
+        nargs="+",
+        help="subset of: clean, 'glitch K' (K standard errors), 'glitch 6 early', drift",
+    )
     synthetic.set_defaults(handler=run_synthetic)
     arguments = parser.parse_args(argv)
     arguments.handler(arguments)
