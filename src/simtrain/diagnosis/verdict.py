@@ -93,6 +93,9 @@ def check_sampling_noise(
         "fluctuation_score": noise.score,
         "val_accuracy_standard_error": float(noise.accuracy_se.mean()),
         "val_loss_standard_error": noise.loss_se,
+        # The names the curve plots read (reporting.artifacts.noise_band): the same values.
+        "val_accuracy_expected_noise": float(noise.accuracy_se.mean()),
+        "val_loss_expected_noise": noise.loss_se,
     }
     evidence["dispersion_p"] = None  # not run below MIN_EPOCHS_FOR_DISPERSION
     if noise.dispersion is not None:
