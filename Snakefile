@@ -5,6 +5,9 @@ import sys
 import yaml
 from snakemake.utils import min_version, validate
 
+# This checkout's library, not whichever simtrain the interpreter has installed.
+sys.path.insert(0, f"{workflow.basedir}/src")
+
 from simtrain.config import (
     ConfigError,
     check_classes,
@@ -14,7 +17,7 @@ from simtrain.config import (
     config_error_report,
 )
 
-min_version("9.0")
+min_version("9.14")  # as pyproject.toml pins snakemake
 
 
 # A --configfile is a complete config: load the default only when none is given,
@@ -36,6 +39,20 @@ try:
     check_runs(config, search_path=os.getcwd())
 except ConfigError as error:
     sys.exit(config_error_report(error, workflow.configfiles))
+
+
+# The CPUs this process may use (cgroups and taskset included, unlike os.cpu_count()).
+MACHINE_CPUS = (
+    len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+)
+# Locally, --cores above the machine's CPUs would run jobs side by side on the same cores
+# (the README's `--cores 8` on a 2-core machine): cap it. Cluster jobs get their own CPUs.
+if workflow.local_exec and (workflow.resource_settings.cores or 0) > MACHINE_CPUS:
+    print(
+        f"--cores {workflow.resource_settings.cores} capped at this machine's {MACHINE_CPUS} CPUs",
+        file=sys.stderr,
+    )
+    workflow.register_resource("_cores", MACHINE_CPUS)
 
 
 report: "workflow/report/workflow.rst"

@@ -7,7 +7,6 @@ offending key named, and never after hours of simulation.
 from __future__ import annotations
 
 import difflib
-import importlib.util
 import json
 import math
 import os
@@ -17,8 +16,9 @@ from typing import Any
 import jsonschema
 import yaml
 
+from simtrain.common.plugins import PluginError, is_plugin, plugin_source_file
 from simtrain.data.simulate import simulate_image
-from simtrain.data.simulators import SimulatorError, add_search_path, resolve_simulator
+from simtrain.data.simulators import SimulatorError, resolve_simulator
 from simtrain.data.split import validation_count
 
 
@@ -162,7 +162,7 @@ def check_runs(config: Mapping[str, Any], search_path: str | os.PathLike | None)
         settings = resolve_run(config, run)
         key = f"runs.{run}"
         model = settings["model"]
-        if ":" in model:
+        if is_plugin(model):
             _check_importable(f"{key}.model", model, search_path)
         elif model not in (*KERAS_MODELS, BASELINE_MODEL):
             raise ConfigError(
@@ -189,15 +189,13 @@ def check_runs(config: Mapping[str, Any], search_path: str | os.PathLike | None)
 
 
 def _check_importable(key: str, spec: str, search_path: str | os.PathLike | None) -> None:
-    module, _, attribute = spec.partition(":")
-    if not module or not attribute:
-        raise ConfigError(f"{key}: {spec!r} is not of the form 'package.module:function'")
-    add_search_path(search_path)
+    """The plug-in's module is findable; not imported, so planning never loads Keras."""
     try:
-        found = importlib.util.find_spec(module)
-    except (ImportError, ValueError) as error:
-        raise ConfigError(f"{key}: cannot import {module!r}: {error}") from error
-    if found is None:
+        source = plugin_source_file(spec, "model", search_path)
+    except PluginError as error:
+        raise ConfigError(f"{key}: {error}") from error
+    if source is None:
+        module = spec.partition(":")[0]
         raise ConfigError(f"{key}: no module named {module!r} (searched {search_path} too)")
 
 

@@ -1,5 +1,6 @@
 """The Snakemake workflow itself: a tiny end-to-end run, reruns, config handling."""
 
+import json
 import os
 import re
 import shutil
@@ -159,3 +160,81 @@ def test_a_bad_config_prints_a_few_readable_lines_and_writes_nothing(tmp_path, t
     assert f"config file: {path}" in result.stderr
     assert len(result.stderr.splitlines()) < 10  # not Snakemake's dump of schema and config
     assert not (tmp_path / "results").exists()
+
+
+PLUGIN_MODEL = """
+import keras
+
+def tiny(input_shape, num_classes):
+    inputs = keras.Input(input_shape)
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(inputs))
+    return keras.Model(inputs, keras.layers.Dense(num_classes, activation="softmax")(x))
+"""
+
+
+@pytest.fixture(scope="module")
+def trained_runs(tmp_path_factory):
+    """Two finished deep runs of the tiny config: a built-in model and a plug-in."""
+    from tests.conftest import TINY_CONFIG
+
+    workdir = tmp_path_factory.mktemp("trained")
+    (workdir / "my_models.py").write_text(PLUGIN_MODEL)
+    config = {
+        **TINY_CONFIG,
+        "runs": {
+            "builtin": {"model": "small_cnn", "epochs": 1, "batch_size": 9},
+            "plugin": {"model": "my_models:tiny", "epochs": 1, "batch_size": 9},
+        },
+    }
+    path = write_config(workdir, config)
+    targets = ["results/runs/builtin/metrics.json", "results/runs/plugin/metrics.json"]
+    snakemake(workdir, *targets, "--cores", "2", "--configfile", str(path))
+    return workdir, path, targets
+
+
+def planned_training(workdir, config_path, targets, change=lambda c: None) -> dict[str, int]:
+    config = yaml.safe_load(config_path.read_text())
+    change(config)
+    changed = write_config(workdir, config, "changed.yaml")
+    result = snakemake(workdir, *targets, "-n", "--cores", "2", "--configfile", str(changed))
+    if "Nothing to be done" in result.stdout + result.stderr:
+        return {}
+    return {run: result.stdout.count(f"wildcards: run={run}\n") for run in ("builtin", "plugin")}
+
+
+def test_changing_execution_settings_retrains_nothing_and_is_recorded(trained_runs):
+    workdir, path, targets = trained_runs
+
+    def change(config):
+        config["execution"] = {
+            "loader_workers": 0,
+            "mixed_precision": False,
+            "data_parallel": False,
+        }
+
+    assert planned_training(workdir, path, targets, change) == {}
+    metrics = json.loads((workdir / "results/runs/builtin/metrics.json").read_text())
+    assert metrics["execution"] == {
+        "loader_workers": 2,
+        "mixed_precision": "auto",
+        "data_parallel": "auto",
+        "threads": 2,
+    }
+    assert metrics["backend"] == "tensorflow"
+
+
+def test_switching_the_keras_backend_retrains_every_deep_run(trained_runs):
+    workdir, path, targets = trained_runs
+    change = lambda c: c.update(keras_backend="jax")  # noqa: E731
+    assert planned_training(workdir, path, targets, change) == {"builtin": 1, "plugin": 1}
+
+
+def test_editing_a_plugin_model_retrains_only_the_runs_that_use_it(trained_runs):
+    workdir, path, targets = trained_runs
+    source = workdir / "my_models.py"
+    source.write_text(source.read_text() + "# edited\n")
+    try:
+        assert planned_training(workdir, path, targets) == {"builtin": 0, "plugin": 1}
+    finally:
+        source.write_text(PLUGIN_MODEL)  # an older mtime cannot be restored: touch outputs
+        snakemake(workdir, *targets, "--touch", "--cores", "1", "--configfile", str(path))

@@ -3,18 +3,15 @@ import os
 from pathlib import Path
 
 from simtrain.common.modules import module_files
+from simtrain.common.plugins import is_plugin, plugin_source_file
 from simtrain.config import BASELINE_MODEL, resolve_run
 from simtrain.data.simulate import shard_count
 from simtrain.data.simulators import simulator_source_file
 
-LIBRARY = Path(workflow.basedir) / "src" / "simtrain"
-# Jobs import the library from this checkout whatever environment runs them (uv, conda,
-# a cluster node); Snakemake passes its environment on to every job.
-os.environ.update(
-    PYTHONPATH=os.pathsep.join(
-        filter(None, [str(LIBRARY.parent), os.environ.get("PYTHONPATH")])
-    )
-)
+# Relative to the rule files. The GPU env only differs by TensorFlow's CUDA wheels.
+TRAIN_ENV = {"cpu": "../../envs/train.yaml", "gpu": "../../envs/train-gpu.yaml"}[
+    config["train_env"]
+]
 CLASSES = sorted(config["classes"])
 SPLITS = ["train", "validation"]
 
@@ -38,6 +35,16 @@ def simulator_files(wildcards):
     """The module defining the class's simulator, so editing a plug-in reruns its shards."""
     source = simulator_source_file(
         config["classes"][wildcards.klass]["simulator"], os.getcwd()
+    )
+    return [source] if source else []
+
+
+def model_files(wildcards):
+    """The module defining a plug-in model, so editing it retrains the runs that use it
+    (the built-in models are part of library_files already)."""
+    model = config["runs"][wildcards.run]["model"]
+    source = (
+        plugin_source_file(model, "model", os.getcwd()) if is_plugin(model) else None
     )
     return [source] if source else []
 

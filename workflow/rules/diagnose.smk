@@ -17,8 +17,13 @@ rule diagnose_run:
     benchmark:
         "results/benchmarks/diagnose/{run}.tsv"
     conda:
-        "../../envs/train.yaml"
+        TRAIN_ENV
+    threads: min(2, MACHINE_CPUS)
+    resources:
+        # Peaks at ~4.3 GB on ResNet50 (the model, its activations over the validation set).
+        mem_mb=6000,
     params:
         settings=lambda w: run_settings(w.run),
+        keras_backend=config["keras_backend"],
     script:
         "../scripts/diagnose.py"

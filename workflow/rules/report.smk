@@ -1,3 +1,10 @@
+# Seconds of plotting each: run by Snakemake itself, never submitted as cluster jobs.
+localrules:
+    plot_run,
+    plot_samples,
+    compare_runs,
+
+
 rule plot_run:
     input:
         run=run_outputs,
@@ -24,6 +31,8 @@ rule plot_run:
         ),
     log:
         "results/logs/plot/{run}.log",
+    benchmark:
+        "results/benchmarks/plot/{run}.tsv"
     conda:
         "../../envs/report.yaml"
     script:
@@ -42,6 +51,8 @@ rule plot_samples:
         ),
     log:
         "results/logs/samples/{split}.log",
+    benchmark:
+        "results/benchmarks/samples/{split}.tsv"
     conda:
         "../../envs/report.yaml"
     params:
@@ -61,7 +72,11 @@ rule compare_runs:
             caption="../report/comparison.rst",
             category="Comparison",
         ),
-        markdown="results/comparison.md",
+        markdown=report(
+            "results/comparison.md",
+            caption="../report/comparison_table.rst",
+            category="Comparison",
+        ),
         accuracy=report(
             "results/plots/validation_accuracy.png",
             caption="../report/validation_accuracy.rst",
@@ -79,9 +94,12 @@ rule compare_runs:
         ),
     log:
         "results/logs/compare.log",
+    benchmark:
+        "results/benchmarks/compare.tsv"
     conda:
         "../../envs/report.yaml"
     params:
         run_dirs=expand("results/runs/{run}", run=RUNS),
     script:
         "../scripts/report_comparison.py"
+

@@ -3,6 +3,7 @@ rule train_run:
         train=packed("train"),
         validation=packed("validation"),
         code=library_files("train.py"),
+        model=model_files,
     output:
         multiext("results/runs/{run}/", *TRAIN_OUTPUTS),
         batches="results/runs/{run}/batches.tsv",
@@ -16,18 +17,18 @@ rule train_run:
     wildcard_constraints:
         run="|".join(DEEP_RUNS) or "^$",
     conda:
-        "../../envs/train.yaml"
+        TRAIN_ENV
     # All local cores: trainings never run side by side fighting over a CPU.
-    threads: min(8, os.cpu_count() or 1)
+    threads: min(8, MACHINE_CPUS)
     resources:
         training_jobs=1,
         mem_mb=8000,
     params:
         settings=lambda w: run_settings(w.run),
         resolved=lambda w: resolved_config(w.run),
-        mixed_precision=config["execution"]["mixed_precision"],
-        data_parallel=config["execution"]["data_parallel"],
-        loader_workers=config["execution"]["loader_workers"],
+        # Changes the numbers, so a rerun trigger. config["execution"] (how, not what) is
+        # read by the script instead: a param would retrain every run when it changes.
+        keras_backend=config["keras_backend"],
     script:
         "../scripts/train.py"
 
@@ -46,7 +47,7 @@ rule train_baseline:
     wildcard_constraints:
         run="|".join(BASELINE_RUNS) or "^$",
     conda:
-        "../../envs/train.yaml"
+        TRAIN_ENV
     params:
         settings=lambda w: run_settings(w.run),
         resolved=lambda w: resolved_config(w.run),

@@ -1,13 +1,27 @@
+import sys
+from pathlib import Path
+
+# The library of this workflow's own checkout, whichever Python runs the job (a conda env,
+# a cluster node): never the parent interpreter's paths or PYTHONPATH.
+sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
+
 from simtrain.common.logs import log_to
 
 # First, so the imports' own messages (TensorFlow's) land in the log too.
 log_to(snakemake.log[0])
 
+from simtrain.common.frameworks import prepare_job
+
+# Before numpy, TensorFlow or JAX load: they size their thread pools once, at import.
+prepare_job(snakemake.threads, keras_backend=snakemake.params.keras_backend)
+
 import os
-from pathlib import Path
 
 from simtrain.training.fit import train_run
 
+# How, not what: read from the config rather than params, so that changing them does not
+# rerun training (Snakemake tracks params, not the config a script reads).
+execution = snakemake.config["execution"]
 train_run(
     run=snakemake.wildcards.run,
     settings=snakemake.params.settings,
@@ -16,8 +30,8 @@ train_run(
     out_dir=Path(snakemake.output.model).parent,
     resolved_config=snakemake.params.resolved,
     threads=snakemake.threads,
-    workers=snakemake.params.loader_workers,
-    mixed_precision=snakemake.params.mixed_precision,
-    data_parallel=snakemake.params.data_parallel,
+    workers=execution["loader_workers"],
+    mixed_precision=execution["mixed_precision"],
+    data_parallel=execution["data_parallel"],
     search_path=os.getcwd(),
 )

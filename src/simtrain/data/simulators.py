@@ -10,18 +10,23 @@ number or a ``[low, high]`` range drawn uniformly; counts take an int or an incl
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import os
-import sys
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from simtrain.common.plugins import (
+    PLUGIN_SYNTAX,
+    PluginError,
+    add_search_path,  # noqa: F401 - re-exported: the name other modules have imported
+    is_plugin,
+    plugin_source_file,
+    resolve_plugin,
+)
+
 Span = float | Sequence[float]
 Simulator = Callable[..., np.ndarray]
 
-PLUGIN_SYNTAX = "'package.module:function'"
 MIN_SIGMA = 0.5  # pixels: a thinner Gaussian falls between pixel centres and can vanish
 
 
@@ -223,72 +228,39 @@ BUILTIN_SIMULATORS: dict[str, Simulator] = {
 }
 
 
-def _parse(name: str) -> tuple[str, str] | None:
-    """(module, function) of a plug-in spec; None for a built-in name."""
+def _check_name(name: str) -> bool:
+    """True for a plug-in spec, False for a built-in name; SimulatorError otherwise."""
     if not isinstance(name, str):
         raise SimulatorError(f"simulator must be a string, got {type(name).__name__}")
-    if ":" not in name:
-        if name not in BUILTIN_SIMULATORS:
-            known = ", ".join(sorted(BUILTIN_SIMULATORS))
-            raise SimulatorError(
-                f"unknown simulator {name!r}: built-ins are {known}; "
-                f"a plug-in is written {PLUGIN_SYNTAX}"
-            )
-        return None
-    module, _, function = name.partition(":")
-    if not all(part.isidentifier() for part in [*module.split("."), function]):
-        raise SimulatorError(f"malformed simulator {name!r}: expected {PLUGIN_SYNTAX}")
-    return module, function
-
-
-def add_search_path(search_path: str | os.PathLike | None) -> None:
-    """Put the workflow's working directory first on sys.path so its modules import."""
-    if search_path is None:
-        return
-    path = os.path.abspath(search_path)
-    if path not in sys.path:
-        sys.path.insert(0, path)
-    importlib.invalidate_caches()  # files written since the last import must be seen
+    if is_plugin(name):
+        return True
+    if name not in BUILTIN_SIMULATORS:
+        known = ", ".join(sorted(BUILTIN_SIMULATORS))
+        raise SimulatorError(
+            f"unknown simulator {name!r}: built-ins are {known}; "
+            f"a plug-in is written {PLUGIN_SYNTAX}"
+        )
+    return False
 
 
 def resolve_simulator(name: str, search_path: str | os.PathLike | None = None) -> Simulator:
     """The simulator called name: a built-in, or a plug-in 'package.module:function'."""
-    plugin = _parse(name)
-    if plugin is None:
+    if not _check_name(name):
         return BUILTIN_SIMULATORS[name]
-    module_name, function_name = plugin
-    add_search_path(search_path)
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as error:
-        raise SimulatorError(
-            f"simulator {name!r}: cannot import module {module_name!r}: {error}"
-        ) from error
-    if not hasattr(module, function_name):
-        raise SimulatorError(
-            f"simulator {name!r}: module {module_name!r} ({module.__file__}) "
-            f"has no attribute {function_name!r}"
-        )
-    function = getattr(module, function_name)
-    if not callable(function):
-        raise SimulatorError(
-            f"simulator {name!r}: {function_name!r} is a {type(function).__name__}, not callable"
-        )
-    return function
+        return resolve_plugin(name, "simulator", search_path)
+    except PluginError as error:
+        raise SimulatorError(str(error)) from error
 
 
 def simulator_source_file(name: str, search_path: str | os.PathLike | None = None) -> str | None:
     """The .py file defining the simulator (a workflow input, so edits rerun simulation)."""
-    plugin = _parse(name)
-    if plugin is None:
+    if not _check_name(name):
         return os.path.abspath(__file__)
-    add_search_path(search_path)
     try:
-        spec = importlib.util.find_spec(plugin[0])
-    except ImportError:  # a parent package is missing
-        return None
-    origin = spec.origin if spec is not None else None
-    return origin if origin is not None and os.path.isfile(origin) else None
+        return plugin_source_file(name, "simulator", search_path)
+    except PluginError as error:
+        raise SimulatorError(str(error)) from error
 
 
 def to_uint8(image: object, *, class_name: str, simulator: str, size: int) -> np.ndarray:

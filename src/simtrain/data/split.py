@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
 from simtrain.common.failpoints import failpoint
 from simtrain.common.files import atomic_path, write_tsv
@@ -120,7 +121,8 @@ def split_dataset(
     images_root = Path(images_root)
     images = collect_images(shard_dirs)
     images["split"] = assign_splits(images, validation_fraction, seed)
-    images["sha256"] = [file_sha256(source) for source in images["source"]]
+    hashing = tqdm(images["source"], desc="sha256", unit="image", mininterval=5)
+    images["sha256"] = [file_sha256(source) for source in hashing]
     images["path"] = [
         f"{split}/{klass}/{Path(source).name}"
         for split, klass, source in zip(images["split"], images["class"], images["source"])

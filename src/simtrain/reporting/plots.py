@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator, NullFormatter  # noqa: E402
+from sklearn.metrics import confusion_matrix
 
 from simtrain.common.files import atomic_path  # noqa: E402
 
@@ -146,8 +147,9 @@ def plot_confusion(
             set(predictions["true"].astype(str)) | set(predictions["predicted"].astype(str))
         )
         raise ValueError(f"predictions name classes {unknown} not all among {classes}")
-    counts = np.zeros((len(classes), len(classes)), dtype=int)
-    np.add.at(counts, (true.to_numpy(dtype=int), predicted.to_numpy(dtype=int)), 1)
+    counts = confusion_matrix(
+        true.to_numpy(dtype=int), predicted.to_numpy(dtype=int), labels=range(len(classes))
+    )
     # Row-normalised colour: a small class's errors are as visible as a large one's.
     shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
     size = 2.5 + 0.6 * len(classes)

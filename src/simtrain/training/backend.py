@@ -69,10 +69,11 @@ def configure(
         import tensorflow as tf
 
         if threads:
-            # Must precede any TensorFlow op; later calls raise RuntimeError.
+            # As simtrain.common.frameworks sets them for workflow jobs: `threads` compute
+            # threads in all. Must precede any TensorFlow op; later calls raise RuntimeError.
             with contextlib.suppress(RuntimeError):
                 tf.config.threading.set_intra_op_parallelism_threads(threads)
-                tf.config.threading.set_inter_op_parallelism_threads(min(threads, 2))
+                tf.config.threading.set_inter_op_parallelism_threads(1)
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(seed)
 

@@ -20,6 +20,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from tqdm import tqdm
 
 from simtrain.common.failpoints import failpoint
 from simtrain.data.arrays import PackedSplit, stratified_subset
@@ -63,7 +64,8 @@ def image_features(image: np.ndarray) -> np.ndarray:
 
 
 def features(images: np.ndarray, indices: np.ndarray) -> np.ndarray:
-    return np.stack([image_features(np.asarray(images[i])) for i in indices])
+    progress = tqdm(indices, desc="HOG features", unit="image", mininterval=5)
+    return np.stack([image_features(np.asarray(images[i])) for i in progress])
 
 
 def train_baseline(

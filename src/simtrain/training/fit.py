@@ -17,11 +17,11 @@ import keras
 import numpy as np
 
 from simtrain.common.failpoints import failpoint
-from simtrain.common.files import atomic_path, write_tsv
+from simtrain.common.files import atomic_path, recover_directory, write_tsv
 from simtrain.data.arrays import PackedSplit, stratified_subset
 from simtrain.training import backend
 from simtrain.training.batches import EpochSync, PackedBatches
-from simtrain.training.models import build_model, make_optimizer
+from simtrain.training.models import build_model, custom_objects, make_optimizer
 from simtrain.training.tables import (
     BATCH_COLUMNS,
     HISTORY_COLUMNS,
@@ -203,6 +203,7 @@ def restore(
     """The model, tables and validation record of the last completed epoch, if a matching
     backup exists."""
     empty = {"history": [], "timing": [], "batches": []}
+    recover_directory(backup)  # a kill mid-swap leaves the last backup under its aside name
     state_file = backup / "state.json"
     if not state_file.exists():
         return None, empty, {"correct": [], "loss": []}
@@ -279,7 +280,9 @@ def train_run(
     backup = out_dir / BACKUP_DIR
     key = fingerprint(settings, [Path(train_dir), Path(validation_dir)])
     with backend.distribution_scope(runtime):
-        model, state, record = restore(backup, key)
+        # A plug-in model's own classes, so its backup loads (built-ins need none).
+        objects = custom_objects(settings.model, search_path)
+        model, state, record = restore(backup, key, custom_objects=objects)
         if model is None:
             model = build_model(
                 settings.model,
@@ -317,6 +320,13 @@ def train_run(
         "run": run,
         "model": settings.model,
         "backend": runtime.backend,
+        # How it ran (not rerun triggers, so recorded here): config `execution` and threads.
+        "execution": {
+            "loader_workers": workers,
+            "mixed_precision": mixed_precision,
+            "data_parallel": data_parallel,
+            "threads": threads,
+        },
         "devices": runtime.devices,
         "dtype_policy": runtime.dtype_policy,
         "train_images": len(subset),

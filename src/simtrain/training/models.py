@@ -8,14 +8,14 @@ preprocessing, inside the model, on the accelerator.
 
 from __future__ import annotations
 
-import importlib
 import os
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import keras
 
-from simtrain.data.simulators import add_search_path
+from simtrain.common.plugins import PLUGIN_SYNTAX, is_plugin, resolve_plugin
 from simtrain.training.layers import RandomAffine, Standardize
 
 Builder = Callable[[tuple[int, int, int], int], keras.Model]
@@ -57,21 +57,42 @@ def resolve_model(name: str, search_path: str | os.PathLike | None = None) -> Bu
     """A built-in model name or a plug-in "package.module:function"."""
     if name in BUILTIN_MODELS:
         return BUILTIN_MODELS[name]
-    module_name, colon, attribute = name.partition(":")
-    if not colon or not module_name or not attribute:
+    if not is_plugin(name):
         raise ValueError(
             f"unknown model {name!r}: expected one of {sorted([*BUILTIN_MODELS, BASELINE])} "
-            "or a plug-in 'package.module:function'"
+            f"or a plug-in {PLUGIN_SYNTAX}"
         )
-    add_search_path(search_path)
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as error:
-        raise ValueError(f"model {name!r}: cannot import {module_name!r}: {error}") from error
-    builder = getattr(module, attribute, None)
-    if not callable(builder):
-        raise ValueError(f"model {name!r}: {module_name} has no function {attribute!r}")
-    return builder
+    return resolve_plugin(name, "model", search_path)
+
+
+# What a plug-in module may define that a saved model refers to by class name.
+_SERIALIZABLE = (
+    keras.layers.Layer,
+    keras.losses.Loss,
+    keras.metrics.Metric,
+    keras.initializers.Initializer,
+    keras.regularizers.Regularizer,
+    keras.constraints.Constraint,
+)
+
+
+def custom_objects(name: str, search_path: str | os.PathLike | None = None) -> dict[str, type]:
+    """The classes a plug-in model's module defines, for `keras.models.load_model`.
+
+    Resuming a plug-in model from its backup needs them unless the plug-in registered them
+    with `keras.saving.register_keras_serializable`; built-in models need none (simtrain's own
+    layers are registered).
+    """
+    if name in BUILTIN_MODELS:
+        return {}
+    module = sys.modules[resolve_model(name, search_path).__module__]
+    return {
+        attribute: value
+        for attribute, value in vars(module).items()
+        if isinstance(value, type)
+        and issubclass(value, _SERIALIZABLE)
+        and value.__module__ == module.__name__
+    }
 
 
 def build_model(
