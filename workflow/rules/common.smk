@@ -96,6 +96,7 @@ def final_outputs():
     if RUNS:
         outputs += run_files("diagnostics.json", "curves.png", "confusion.png")
         outputs += ["results/comparison.tsv", "results/comparison.md"]
+        outputs += expand("results/samples/model_view/{run}.png", run=DEEP_RUNS)
     return outputs
 
 

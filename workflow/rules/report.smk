@@ -103,3 +103,32 @@ rule compare_runs:
     script:
         "../scripts/report_comparison.py"
 
+
+rule plot_model_view:
+    input:
+        model="results/runs/{run}/model.keras",
+        train=packed("train"),
+        validation=packed("validation"),
+        code=library_files("report_model_view.py"),
+    output:
+        report(
+            "results/samples/model_view/{run}.png",
+            caption="../report/model_view.rst",
+            category="Data",
+            subcategory="As the model sees it",
+        ),
+    log:
+        "results/logs/model_view/{run}.log",
+    benchmark:
+        "results/benchmarks/model_view/{run}.tsv"
+    wildcard_constraints:
+        run="|".join(DEEP_RUNS) or "^$",
+    conda:
+        TRAIN_ENV
+    threads: 1
+    params:
+        per_class=3,
+        seed=config["seed"],
+        keras_backend=config["keras_backend"],
+    script:
+        "../scripts/report_model_view.py"

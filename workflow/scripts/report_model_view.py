@@ -13,8 +13,7 @@ log_to(snakemake.log[0])
 from simtrain.common.frameworks import prepare_job
 
 # Before numpy, TensorFlow or JAX load: they size their thread pools once, at import.
-prepare_job(snakemake.threads)
-
+prepare_job(snakemake.threads, keras_backend=snakemake.params.keras_backend)
 
 from simtrain.reporting.model_view import plot_model_view
 

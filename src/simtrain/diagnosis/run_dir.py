@@ -13,6 +13,13 @@ import pandas as pd
 
 from simtrain.diagnosis.diagnostics import Diagnostics, diagnose
 from simtrain.diagnosis.history import read_history
+from simtrain.diagnosis.validation_record import load_validation_record
+
+
+def _augmented(augmentation: Mapping[str, Any]) -> bool:
+    """Whether the run's augmentation warps or flips anything (RandomAffine.is_identity)."""
+    keys = ("shear", "zoom", "horizontal_flip")
+    return any(bool(augmentation.get(key)) for key in keys)
 
 
 def diagnose_run_dir(
@@ -31,6 +38,7 @@ def diagnose_run_dir(
     labels = np.load(train_dir / "labels.npy")
     counts = np.bincount(labels, minlength=len(classes))
     batches = run_dir / "batches.tsv"
+    record = run_dir / "validation_record.npz"
     model = run_dir / "model.keras"
     evidence = None
     if model.exists():
@@ -60,6 +68,9 @@ def diagnose_run_dir(
         train_label_counts=dict(zip(classes, counts.tolist())),
         learning_rate=None if is_baseline else settings["learning_rate"],
         optimizer=None if is_baseline else settings["optimizer"],
+        validation_record=load_validation_record(record) if record.exists() else None,
+        augmentation=None if is_baseline else _augmented(settings.get("augmentation") or {}),
+        epochs=None if is_baseline else settings["epochs"],
     )
     result.write(json_path, markdown_path)
     return result
