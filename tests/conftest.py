@@ -1,10 +1,16 @@
-"""Shared fixtures: the repository root and a tiny config for whole-workflow runs."""
+"""Shared fixtures: the repository root, a tiny config, and finished tiny workflows.
+
+Whole-workflow runs dominate the suite's time, so the finished workflows are built once per
+session: tests that only read one share it; tests that change it take their own copy.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -24,6 +30,25 @@ TINY_CONFIG = {
         "streaks": {"simulator": "streaks", "params": {"noise": 0.05}},
     },
     "runs": {},
+}
+# The runs of the finished tiny workflow: each kind of training rule, and the original
+# mistake at tiny scale (2 of 4 batches per epoch, 1 shuffled validation batch).
+FINISHED_RUNS = {
+    "cnn": {
+        "model": "small_cnn",
+        "epochs": 3,
+        "batch_size": 8,
+        "augmentation": {"shear": 0.2, "zoom": 0.2, "horizontal_flip": True},
+    },
+    "cnn_partial": {
+        "model": "small_cnn",
+        "epochs": 3,
+        "batch_size": 8,
+        "steps_per_epoch": 2,
+        "validation_steps": 1,
+        "validation_shuffle": True,
+    },
+    "base": {"model": "baseline"},
 }
 
 
@@ -77,3 +102,48 @@ def snakemake(
 @pytest.fixture
 def tiny_config() -> dict:
     return yaml.safe_load(yaml.safe_dump(TINY_CONFIG))
+
+
+@dataclass(frozen=True)
+class Workflow:
+    """A workflow directory and the config file it ran with."""
+
+    workdir: Path
+    config: Path
+
+    @property
+    def results(self) -> Path:
+        return self.workdir / "results"
+
+    def run(self, *args: str, **kwargs) -> subprocess.CompletedProcess:
+        """Snakemake on this workflow's config with 2 cores, plus `args`."""
+        return snakemake(
+            self.workdir, "--cores", "2", "--configfile", str(self.config), *args, **kwargs
+        )
+
+    def copy(self, destination: Path) -> Workflow:
+        """A private copy (modification times kept, so Snakemake sees it as finished)."""
+        shutil.copytree(self.workdir, destination, symlinks=True, dirs_exist_ok=True)
+        return Workflow(destination, destination / self.config.relative_to(self.workdir))
+
+
+def build_workflow(workdir: Path, config: dict) -> Workflow:
+    workflow = Workflow(workdir, write_config(workdir, config))
+    workflow.run()
+    return workflow
+
+
+@pytest.fixture(scope="session")
+def finished_workflow(tmp_path_factory) -> Workflow:
+    """The tiny workflow with FINISHED_RUNS, run to the end once per session. Read only:
+    a test that changes anything in it takes `finished_workflow.copy(tmp_path)`."""
+    return build_workflow(
+        tmp_path_factory.mktemp("finished"), {**TINY_CONFIG, "runs": FINISHED_RUNS}
+    )
+
+
+@pytest.fixture(scope="session")
+def data_workflow(tmp_path_factory) -> Workflow:
+    """The tiny workflow without runs (data stage and sample grids), run once per session.
+    Read only, like `finished_workflow`."""
+    return build_workflow(tmp_path_factory.mktemp("data-only"), TINY_CONFIG)

@@ -14,16 +14,44 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from simtrain.common.failpoints import failpoint
+
+
+def aside_path(path: str | os.PathLike) -> Path:
+    """Where `atomic_path` keeps the previous version of a directory while it swaps."""
+    path = Path(path)
+    return path.parent / f".{path.name}.old"
+
+
+def recover_directory(path: str | os.PathLike) -> None:
+    """Finish or undo a directory swap that a kill interrupted.
+
+    If `path` is missing but its aside copy exists, the kill fell between moving the old
+    version aside and moving the new one in: the old version is the last complete one,
+    so it goes back. If both exist, the kill fell after the swap: the aside copy is stale.
+    """
+    path, aside = Path(path), aside_path(path)
+    if not aside.exists():
+        return
+    if path.exists():
+        shutil.rmtree(aside)
+    else:
+        os.replace(aside, path)
+
 
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary sibling of `path`; rename it onto `path` only if the block succeeds.
 
     Works for files and directories. The temporary name starts with '.' and ends with
-    '.tmp', so a killed job leaves nothing that looks like a finished output.
+    '.tmp', so a killed job leaves nothing that looks like a finished output. An existing
+    directory is first renamed aside, then the new one renamed in, then the old deleted:
+    at every moment a complete version exists under `path` or its aside name, and
+    `recover_directory` (called here, and by readers before they read) puts it back.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    recover_directory(path)
     # Leftovers of a writer that was killed: nobody reads them, so clear them now.
     for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
         shutil.rmtree(stale, ignore_errors=True)
@@ -32,8 +60,13 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield target
         if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        os.replace(target, path)
+            aside = aside_path(path)
+            os.replace(path, aside)
+            failpoint("files.directory_swap")
+            os.replace(target, path)
+            shutil.rmtree(aside)
+        else:
+            os.replace(target, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
