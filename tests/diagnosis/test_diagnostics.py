@@ -435,3 +435,40 @@ def test_cli_rejects_impossible_settings_without_a_traceback(tmp_path, capsys):
         main([str(path), "--train-images", "100", "--validation-images", "10", "--batch-size", "0"])
     assert exit_info.value.code == 2
     assert "batch_size must be an integer >= 1" in capsys.readouterr().err
+
+
+def record_with_drop(epochs: int, images: int, right_before: int, lost: int, gained: int):
+    """A fixed-set record: `right_before` images right until epoch 6, then `lost` of them
+    wrong and `gained` others right for the rest of the run."""
+    from simtrain.diagnosis.validation_record import ValidationRecord
+
+    correct = np.zeros((epochs, images), dtype=np.int8)
+    correct[:, :right_before] = 1
+    correct[7:, :lost] = 0
+    correct[7:, right_before : right_before + gained] = 1
+    loss = np.where(correct == 1, 0.2, 2.0).astype(np.float32)
+    return ValidationRecord(correct=correct, loss=loss)
+
+
+def test_a_small_accuracy_drop_on_a_fixed_set_is_overfitting_when_it_is_paired():
+    # 120 images: 10 lost, 1 gained is -7.5 points, under 2 unpaired standard errors (~8),
+    # but image by image 10 of 11 changes go one way (sign test p = 0.006).
+    images, before = 120, 60
+    record = record_with_drop(20, images, before, lost=10, gained=1)
+    accuracy = record.correct.mean(axis=1)
+    history = rising_validation_loss(accuracy)
+    settings = dict(train_images=360, validation_images=images, batch_size=16)
+    unpaired = diagnose(history, run="noisy", **settings)
+    paired = diagnose(history, run="noisy", **settings, validation_record=record)
+    assert "OVER_CONFIDENCE" in codes(unpaired) and "OVERFITTING" not in codes(unpaired)
+    overfitting = finding(paired, "OVERFITTING")
+    assert overfitting.evidence["accuracy_drop_paired_p"] < 0.025
+
+
+def test_balanced_churn_on_a_fixed_set_is_not_an_accuracy_drop():
+    record = record_with_drop(20, 120, 60, lost=6, gained=6)
+    history = rising_validation_loss(record.correct.mean(axis=1))
+    settings = dict(train_images=360, validation_images=120, batch_size=16)
+    result = diagnose(history, run="churn", **settings, validation_record=record)
+    assert "OVERFITTING" not in codes(result)
+    assert finding(result, "OVER_CONFIDENCE").evidence["accuracy_drop_paired_p"] > 0.5

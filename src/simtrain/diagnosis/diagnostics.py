@@ -184,6 +184,7 @@ def diagnose(
             noise.loss_band if noise else None,
             settings,
             float(noise.accuracy_se.mean()) if noise else None,
+            validation_record,
         ),
         "CLASS_IMBALANCE": check_class_imbalance(train_label_counts, predictions),
         "UNDER_TRAINED": check_under_trained(

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy.stats import binomtest
 
 from simtrain.diagnosis.findings import Finding, RunSettings, Skipped
+from simtrain.diagnosis.validation_record import ValidationRecord
 
 # Overfitting: after the (3-epoch smoothed) minimum, val_loss exceeds it by more than 3 noise
 # bands in at least 2 epochs and the last 3 epochs still sit above that line (a sustained rise,
@@ -24,12 +26,36 @@ OVERFIT_SMOOTHING_EPOCHS = 3
 # val_accuracy "falls" when its last-3-epoch mean is more than 2 standard errors below its mean
 # around the best val_loss epoch; within that it holds (over-confidence).
 ACCURACY_DROP_SIGMAS = 2.0
+# The paired (per-image) version of that test: one-sided, as strict as two standard errors.
+PAIRED_DROP_ALPHA = 0.025
+
+
+def _paired_drop_p(record: ValidationRecord, rows: np.ndarray, best: int) -> float | None:
+    """One-sided sign test on a fixed validation set: do more images go from right (around
+    the best epoch) to wrong (the last epochs) than the reverse? None unless every image was
+    scored in every epoch compared."""
+    correct = record.correct[rows]
+    window = OVERFIT_SMOOTHING_EPOCHS
+    around, last = correct[max(best - 1, 0) : best + 2], correct[-window:]
+    if (around < 0).any() or (last < 0).any():
+        return None
+    change = last.mean(axis=0) - around.mean(axis=0)
+    worse, better = int((change < 0).sum()), int((change > 0).sum())
+    if worse + better == 0:
+        return 1.0
+    return float(binomtest(worse, worse + better, 0.5, alternative="greater").pvalue)
 
 
 def _accuracy_change(
-    history: pd.DataFrame, rows: pd.Index, best: int, accuracy_se: float | None
-) -> tuple[float, float, bool] | None:
-    """(accuracy at best, final accuracy, fell significantly), or None without val_accuracy."""
+    history: pd.DataFrame,
+    rows: pd.Index,
+    best: int,
+    accuracy_se: float | None,
+    record: ValidationRecord | None = None,
+) -> tuple[float, float, bool, float | None] | None:
+    """(accuracy at best, final accuracy, fell significantly, paired p or None), or None
+    without val_accuracy. With a per-image record of a fixed set the drop is tested image by
+    image (paired, far more sensitive); otherwise against 2 standard errors."""
     if "val_accuracy" not in history.columns or accuracy_se is None:
         return None
     accuracy = pd.to_numeric(history.loc[rows, "val_accuracy"], errors="coerce").to_numpy(float)
@@ -38,8 +64,14 @@ def _accuracy_change(
     window = OVERFIT_SMOOTHING_EPOCHS
     at_best = float(accuracy[max(best - 1, 0) : best + 2].mean())
     final = float(accuracy[-window:].mean())
-    fell = final < at_best - ACCURACY_DROP_SIGMAS * accuracy_se
-    return at_best, final, fell
+    p_value = None
+    if record is not None and record.correct.shape[0] == len(history):
+        p_value = _paired_drop_p(record, history.index.get_indexer(rows), best)
+    if p_value is not None:
+        fell = final < at_best and p_value < PAIRED_DROP_ALPHA
+    else:
+        fell = final < at_best - ACCURACY_DROP_SIGMAS * accuracy_se
+    return at_best, final, fell, p_value
 
 
 def check_overfitting(
@@ -47,8 +79,10 @@ def check_overfitting(
     band: float | None,
     settings: RunSettings,
     accuracy_se: float | None = None,
+    record: ValidationRecord | None = None,
 ) -> Finding | Skipped | None:
-    """OVERFITTING or OVER_CONFIDENCE (see the module); `band` is val_loss's noise."""
+    """OVERFITTING or OVER_CONFIDENCE (see the module); `band` is val_loss's noise, `record`
+    the per-image validation record (a paired test of the accuracy drop on a fixed set)."""
     code = "OVERFITTING"
     if "val_loss" not in history.columns:
         return Skipped(code, "the history has no val_loss column (no validation data)")
@@ -88,10 +122,11 @@ def check_overfitting(
         f"it in {above} later epochs, while training loss kept falling from {loss[best]:.3g} "
         f"to {loss[-1]:.3g}"
     )
-    change = _accuracy_change(history, frame.index, best, accuracy_se)
+    change = _accuracy_change(history, frame.index, best, accuracy_se, record)
     if change is not None:
-        at_best, final_accuracy, fell = change
+        at_best, final_accuracy, fell, paired_p = change
         evidence |= {"val_accuracy_at_best_epoch": at_best, "final_val_accuracy": final_accuracy}
+        evidence["accuracy_drop_paired_p"] = paired_p
         if not fell:
             return Finding(
                 "OVER_CONFIDENCE",
@@ -100,11 +135,16 @@ def check_overfitting(
                 f"accuracy does not fall",
                 evidence,
                 f"{rise}; yet val_accuracy went from {at_best:.1%} to {final_accuracy:.1%}, "
-                f"within {ACCURACY_DROP_SIGMAS:g} standard errors (±{accuracy_se:.3g}) or "
-                f"higher. The model gets as many validation images right as before but "
-                f"grows more confident on those it gets wrong, which cross-entropy punishes: "
-                f"not overfitting. A checkpoint picked by lowest val_loss (best.keras) is not "
-                f"the most accurate one.",
+                + (
+                    f"not a significant drop image by image (paired sign test p = {paired_p:.2g})"
+                    if paired_p is not None
+                    else f"within {ACCURACY_DROP_SIGMAS:g} standard errors (±{accuracy_se:.3g})"
+                    " or higher"
+                )
+                + ". The model gets as many validation images right as before but "
+                "grows more confident on those it gets wrong, which cross-entropy punishes: "
+                "not overfitting. A checkpoint picked by lowest val_loss (best.keras) is not "
+                "the most accurate one.",
                 "do not stop early on val_loss: pick the epoch by val_accuracy (Keras "
                 "EarlyStopping(monitor='val_accuracy')); for calibrated probabilities, fit a "
                 "temperature on held-out data or train with label smoothing",
