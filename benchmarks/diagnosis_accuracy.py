@@ -240,6 +240,18 @@ def run_synthetic(arguments: argparse.Namespace) -> None:
     )
 
 
+def run_real(arguments: argparse.Namespace) -> None:
+    # Imported here: the synthetic part needs no deep-learning framework.
+    from diagnosis_real_runs import SCENARIOS, cause_by_finding, real_runs
+
+    names = arguments.scenarios or [s.name for s in SCENARIOS]
+    runs = real_runs(arguments.seeds, names)
+    table = cause_by_finding(runs)
+    print(f"### Real tiny runs ({arguments.seeds} seeds per scenario)\n")
+    print(markdown(table))
+    print(f"\nmedian seconds per run (train + diagnose): {runs['seconds'].median():.0f}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -255,6 +267,10 @@ def main(argv: list[str] | None = None) -> int:
         help="subset of: clean, 'glitch K' (K standard errors), 'glitch 6 early', drift",
     )
     synthetic.set_defaults(handler=run_synthetic)
+    real = commands.add_parser("real", help="tiny real training runs, one injected cause each")
+    real.add_argument("--seeds", type=int, default=3, help="training seeds per scenario")
+    real.add_argument("--scenarios", nargs="+", help="scenario names (default: all)")
+    real.set_defaults(handler=run_real)
     arguments = parser.parse_args(argv)
     arguments.handler(arguments)
     return 0
