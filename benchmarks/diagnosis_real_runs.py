@@ -104,43 +104,9 @@ SCENARIOS = [
 
 def make_data(root: Path, seed: int = 0) -> Path:
     """root/packed/{train,validation} made by the real data stage."""
-    from simtrain.data.pack import pack_split
-    from simtrain.data.simulate import shard_range, write_shard
-    from simtrain.data.split import split_dataset
+    from simtrain.data.pipeline import build_packed_dataset
 
-    shards = []
-    for name, (simulator, params) in CLASSES.items():
-        shard = root / "images" / "all" / name / "shard-0"
-        write_shard(
-            shard,
-            class_name=name,
-            simulator=simulator,
-            params=params,
-            seed=seed,
-            size=SIZE,
-            indices=shard_range(0, PER_CLASS, PER_CLASS),
-        )
-        shards.append(shard)
-    split_dataset(
-        shards,
-        images_root=root / "images",
-        manifest_path=root / "manifest.tsv",
-        validation_fraction=0.25,
-        seed=seed,
-    )
-    for split in ("train", "validation"):
-        out = root / "packed" / split
-        pack_split(
-            images_root=root / "images",
-            manifest_path=root / "manifest.tsv",
-            split=split,
-            classes=sorted(CLASSES),
-            size=SIZE,
-            images_out=out / "images.npy",
-            labels_out=out / "labels.npy",
-            classes_out=out / "classes.json",
-        )
-    return root / "packed"
+    return build_packed_dataset(root, CLASSES, per_class=PER_CLASS, size=SIZE, seed=seed)
 
 
 def run_scenario(scenario: Scenario, packed: Path, work: Path, seed: int) -> dict:
