@@ -1,6 +1,9 @@
+import hashlib
+import io
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -50,20 +53,43 @@ def test_pack_writes_uint8_arrays_readable_by_memory_map(split_root):
     assert np.array_equal(images[0, :, :, 0], np.asarray(Image.open(first)))
 
 
-def test_a_corrupt_png_fails_with_its_path(split_root):
-    victim = sorted((split_root / "validation" / "b").glob("*.png"))[0]
+def replace_image(root, victim, content: bytes) -> None:
+    """Give `victim` new content and record its hash in the manifest, so that packing
+    gets past the hash check to the decoder and the size check."""
     victim.unlink()  # break the hard link so the simulated original stays intact
-    victim.write_bytes(b"\x89PNG\r\n\x1a\n not really")
-    with pytest.raises(ImageFileError, match=str(victim)):
+    victim.write_bytes(content)
+    manifest = pd.read_csv(root / "manifest.tsv", sep="\t", dtype=str, keep_default_na=False)
+    row = manifest["path"] == victim.relative_to(root).as_posix()
+    manifest.loc[row, "sha256"] = hashlib.sha256(content).hexdigest()
+    manifest.to_csv(root / "manifest.tsv", sep="\t", index=False)
+
+
+def png_bytes(pixels) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_a_png_changed_after_the_split_fails_the_hash_check_with_its_path(split_root):
+    victim = sorted((split_root / "validation" / "b").glob("*.png"))[0]
+    victim.unlink()
+    victim.write_bytes(png_bytes(np.zeros((8, 8), np.uint8)))
+    with pytest.raises(ImageFileError, match=rf"{victim}: content differs from the manifest"):
+        pack(split_root, "validation")
+
+
+def test_a_corrupt_png_fails_in_the_decoder_with_its_path(split_root):
+    victim = sorted((split_root / "validation" / "b").glob("*.png"))[0]
+    replace_image(split_root, victim, b"\x89PNG\r\n\x1a\n not really")
+    with pytest.raises(ImageFileError, match=rf"{victim}: not a readable PNG"):
         pack(split_root, "validation")
     assert not (split_root / "packed" / "validation" / "images.npy").exists()
 
 
-def test_a_png_of_the_wrong_size_fails_with_its_path(split_root):
+def test_a_png_of_the_wrong_size_fails_the_size_check_with_its_path(split_root):
     victim = sorted((split_root / "train" / "a").glob("*.png"))[0]
-    victim.unlink()
-    Image.fromarray(np.zeros((9, 8), np.uint8)).save(victim)
-    with pytest.raises(ImageFileError, match=rf"{victim}.*(differs|expected 8x8)"):
+    replace_image(split_root, victim, png_bytes(np.zeros((9, 8), np.uint8)))
+    with pytest.raises(ImageFileError, match=rf"{victim}: expected 8x8 pixels, got 8x9"):
         pack(split_root)
 
 
@@ -81,3 +107,28 @@ def test_an_unexpected_file_in_a_split_folder_is_reported(split_root):
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(stray)
     with pytest.raises(ImageFileError, match="stray.png: not in the manifest"):
         pack(split_root)
+
+
+@pytest.mark.parametrize("names", [["NA", "null"], ["nan", "None"], ["007", "1e3"]])
+def test_class_names_pandas_would_retype_pack_under_their_own_names(tmp_path, names):
+    shards = make_shards(tmp_path, dict.fromkeys(names, 4))
+    split_dataset(
+        shards,
+        images_root=tmp_path,
+        manifest_path=tmp_path / "manifest.tsv",
+        validation_fraction=0.25,
+        seed=0,
+    )
+    out = tmp_path / "packed" / "train"
+    pack_split(
+        images_root=tmp_path,
+        manifest_path=tmp_path / "manifest.tsv",
+        split="train",
+        classes=sorted(names),
+        size=8,
+        images_out=out / "images.npy",
+        labels_out=out / "labels.npy",
+        classes_out=out / "classes.json",
+    )
+    assert json.loads((out / "classes.json").read_text()) == sorted(names)
+    assert np.load(out / "labels.npy").tolist() == [0, 0, 0, 1, 1, 1]

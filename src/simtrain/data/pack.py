@@ -71,7 +71,13 @@ def pack_split(
     Images are ordered by class, then index; labels index into `classes`.
     """
     images_root = Path(images_root)
-    manifest = pd.read_csv(manifest_path, sep="\t")
+    # Class names are text even where pandas would guess otherwise ('NA', 'null', '007').
+    manifest = pd.read_csv(
+        manifest_path,
+        sep="\t",
+        dtype={"path": str, "class": str, "split": str, "sha256": str},
+        keep_default_na=False,
+    )
     rows = manifest[manifest["split"] == split].sort_values(["class", "index"], ignore_index=True)
     if rows.empty:
         raise ValueError(f"{manifest_path}: no images in split {split!r}")
