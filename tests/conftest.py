@@ -116,9 +116,10 @@ class Workflow:
         return self.workdir / "results"
 
     def run(self, *args: str, **kwargs) -> subprocess.CompletedProcess:
-        """Snakemake on this workflow's config with 2 cores, plus `args`."""
+        """Snakemake on this workflow's config with 2 cores, plus `args` (targets or
+        options; they go first, as --configfile takes every word after it)."""
         return snakemake(
-            self.workdir, "--cores", "2", "--configfile", str(self.config), *args, **kwargs
+            self.workdir, *args, "--cores", "2", "--configfile", str(self.config), **kwargs
         )
 
     def copy(self, destination: Path) -> Workflow:
