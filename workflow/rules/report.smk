@@ -130,5 +130,6 @@ rule plot_model_view:
         per_class=3,
         seed=config["seed"],
         keras_backend=config["keras_backend"],
+        model=lambda w: config["runs"][w.run]["model"],
     script:
         "../scripts/report_model_view.py"

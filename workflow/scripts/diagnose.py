@@ -16,6 +16,8 @@ from simtrain.common.frameworks import prepare_job
 prepare_job(snakemake.threads, keras_backend=snakemake.params.keras_backend)
 
 
+import os
+
 from simtrain.diagnosis.run_dir import diagnose_run_dir
 
 diagnose_run_dir(
@@ -26,4 +28,5 @@ diagnose_run_dir(
     validation_dir=Path(snakemake.input.validation[0]).parent,
     json_path=snakemake.output.json,
     markdown_path=snakemake.output.markdown,
+    search_path=os.getcwd(),
 )

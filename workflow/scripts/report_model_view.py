@@ -15,7 +15,10 @@ from simtrain.common.frameworks import prepare_job
 # Before numpy, TensorFlow or JAX load: they size their thread pools once, at import.
 prepare_job(snakemake.threads, keras_backend=snakemake.params.keras_backend)
 
+import os
+
 from simtrain.reporting.model_view import plot_model_view
+from simtrain.training.models import custom_objects
 
 plot_model_view(
     snakemake.input.model,
@@ -25,4 +28,6 @@ plot_model_view(
     per_class=snakemake.params.per_class,
     seed=snakemake.params.seed,
     title=snakemake.wildcards.run,
+    # A plug-in model's own layer classes, to load its model.keras.
+    custom_objects=custom_objects(snakemake.params.model, os.getcwd()),
 )

@@ -90,6 +90,7 @@ def batchnorm_evidence(
     *,
     batch_size: int,
     seed: int,
+    custom_objects: dict[str, type] | None = None,
 ) -> dict[str, float | int | bool | str | None] | None:
     """Validation loss/accuracy with stored vs recomputed BN statistics; None without BN.
 
@@ -97,7 +98,7 @@ def batchnorm_evidence(
     augmented training batches, plain = without augmentation), the discordant image counts
     of the paired comparisons, the largest BN momentum, and the augmentation in the model.
     """
-    model = keras.models.load_model(model_path)
+    model = keras.models.load_model(model_path, custom_objects=custom_objects)
     layers = batchnorm_layers(model)
     if not layers:
         return None

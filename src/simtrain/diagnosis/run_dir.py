@@ -31,7 +31,10 @@ def diagnose_run_dir(
     validation_dir: str | os.PathLike,
     json_path: str | os.PathLike,
     markdown_path: str | os.PathLike,
+    search_path: str | os.PathLike | None = None,
 ) -> Diagnostics:
+    """Diagnose results/runs/{run}/ and write diagnostics.json/.md; `search_path` is where a
+    plug-in model's module imports from (its classes are needed to load the model)."""
     run_dir, train_dir = Path(run_dir), Path(train_dir)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     classes = json.loads((train_dir / "classes.json").read_text())
@@ -44,6 +47,7 @@ def diagnose_run_dir(
     if model.exists():
         # Imported here: the baseline's diagnosis needs no deep-learning framework.
         from simtrain.diagnosis.model_evidence import batchnorm_evidence
+        from simtrain.training.models import custom_objects
 
         evidence = batchnorm_evidence(
             model,
@@ -51,6 +55,7 @@ def diagnose_run_dir(
             validation_dir,
             batch_size=settings["batch_size"],
             seed=settings["seed"],
+            custom_objects=custom_objects(settings["model"], search_path),
         )
     is_baseline = settings["model"] == "baseline"
     result = diagnose(

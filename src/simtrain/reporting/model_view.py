@@ -62,9 +62,10 @@ def plot_model_view(
     per_class: int = 3,
     seed: int = 0,
     title: str | None = None,
+    custom_objects: dict[str, type] | None = None,
 ) -> None:
     """One row per class: `per_class` training images as seen, then as many validation ones."""
-    model = keras.models.load_model(model_path)
+    model = keras.models.load_model(model_path, custom_objects=custom_objects)
     train, validation = PackedSplit.load(train_dir), PackedSplit.load(validation_dir)
     rng = np.random.default_rng(seed)
     keras.utils.set_random_seed(seed)  # the augmentation draws, for a reproducible figure
