@@ -44,3 +44,20 @@ def test_synthetic_subcommand_prints_markdown_tables():
     text = output.stdout
     assert "### Clean curves and slow drifts" in text and "### One-epoch glitches" in text
     assert text.count("| clean |") == 4 and text.count("| glitch 6 |") == 4
+
+
+def test_real_subcommand_trains_diagnoses_and_tabulates_one_injected_cause():
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "real", "--seeds", "1"]
+        + ["--scenarios", "shuffled partial validation"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+        check=True,
+    )
+    table = [line for line in result.stdout.splitlines() if line.startswith("| ")]
+    header, row = table[0], table[-1]
+    assert "found" in header and "PARTIAL_VALIDATION" in header
+    assert row.startswith("| shuffled partial validation | PARTIAL_VALIDATION | 1 |")
+    assert row.rstrip(" |").endswith("100%")
