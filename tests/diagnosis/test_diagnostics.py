@@ -456,7 +456,8 @@ def test_a_small_accuracy_drop_on_a_fixed_set_is_overfitting_when_it_is_paired()
     images, before = 120, 60
     record = record_with_drop(20, images, before, lost=10, gained=1)
     accuracy = record.correct.mean(axis=1)
-    history = rising_validation_loss(accuracy)
+    # Training accuracy close to validation's: no memorisation gap, only the drop counts.
+    history = rising_validation_loss(accuracy).assign(accuracy=accuracy + 0.02)
     settings = dict(train_images=360, validation_images=images, batch_size=16)
     unpaired = diagnose(history, run="noisy", **settings)
     paired = diagnose(history, run="noisy", **settings, validation_record=record)
@@ -467,8 +468,19 @@ def test_a_small_accuracy_drop_on_a_fixed_set_is_overfitting_when_it_is_paired()
 
 def test_balanced_churn_on_a_fixed_set_is_not_an_accuracy_drop():
     record = record_with_drop(20, 120, 60, lost=6, gained=6)
-    history = rising_validation_loss(record.correct.mean(axis=1))
+    accuracy = record.correct.mean(axis=1)
+    history = rising_validation_loss(accuracy).assign(accuracy=accuracy + 0.02)
     settings = dict(train_images=360, validation_images=120, batch_size=16)
     result = diagnose(history, run="churn", **settings, validation_record=record)
     assert "OVERFITTING" not in codes(result)
     assert finding(result, "OVER_CONFIDENCE").evidence["accuracy_drop_paired_p"] > 0.5
+
+
+def test_validation_accuracy_holding_far_below_training_accuracy_is_memorisation():
+    # A tiny training set: training accuracy reaches 1 while validation holds at 0.45.
+    history = rising_validation_loss(np.full(20, 0.45)).assign(accuracy=np.linspace(0.5, 1, 20))
+    result = diagnose(history, run="tiny", **FULL, predictions=predictions_frame())
+    overfitting = finding(result, "OVERFITTING")
+    assert overfitting.evidence["train_minus_val_accuracy"] > 0.5
+    assert "training accuracy" in overfitting.explanation
+    assert "OVER_CONFIDENCE" not in codes(result)

@@ -1,10 +1,11 @@
 """OVERFITTING and OVER_CONFIDENCE: validation loss rising out of its noise band after its minimum.
 
 Both start the same way: val_loss rises above its best epoch by more than its noise while the
-training loss keeps falling. They differ in val_accuracy. If accuracy falls too, the model has
-memorised its training images (OVERFITTING: stop earlier). If accuracy holds or still rises, the
-model still gets as many images right but grows more confident on the ones it gets wrong
-(OVER_CONFIDENCE): stopping on val_loss would throw away a better classifier.
+training loss keeps falling. They differ in val_accuracy. If accuracy falls too, or holds far
+below training accuracy, the model has memorised its training images (OVERFITTING: stop
+earlier, get more data). If accuracy holds or still rises and the model scores about as well on
+validation as on training, it gets as many images right but grows more confident on the ones
+it gets wrong (OVER_CONFIDENCE): stopping on val_loss would throw away a better classifier.
 """
 
 from __future__ import annotations
@@ -28,6 +29,11 @@ OVERFIT_SMOOTHING_EPOCHS = 3
 ACCURACY_DROP_SIGMAS = 2.0
 # The paired (per-image) version of that test: one-sided, as strict as two standard errors.
 PAIRED_DROP_ALPHA = 0.025
+# Memorisation without a drop: while val_loss rises, training accuracy (last 3 epochs) stays
+# above validation accuracy by 10 points and by 3 of validation's standard errors. A model
+# that generalises scores about the same on both (augmentation keeps training a bit lower).
+MEMORISATION_GAP = 0.10
+MEMORISATION_SIGMAS = 3.0
 
 
 def _paired_drop_p(record: ValidationRecord, rows: np.ndarray, best: int) -> float | None:
@@ -44,6 +50,15 @@ def _paired_drop_p(record: ValidationRecord, rows: np.ndarray, best: int) -> flo
     if worse + better == 0:
         return 1.0
     return float(binomtest(worse, worse + better, 0.5, alternative="greater").pvalue)
+
+
+def _final_training_accuracy(history: pd.DataFrame, rows: pd.Index) -> float | None:
+    """Mean training accuracy of the last epochs, or None without an accuracy column."""
+    if "accuracy" not in history.columns:
+        return None
+    accuracy = pd.to_numeric(history.loc[rows, "accuracy"], errors="coerce").to_numpy(float)
+    last = accuracy[-OVERFIT_SMOOTHING_EPOCHS:]
+    return float(last.mean()) if np.isfinite(last).all() else None
 
 
 def _accuracy_change(
@@ -127,7 +142,14 @@ def check_overfitting(
         at_best, final_accuracy, fell, paired_p = change
         evidence |= {"val_accuracy_at_best_epoch": at_best, "final_val_accuracy": final_accuracy}
         evidence["accuracy_drop_paired_p"] = paired_p
-        if not fell:
+        train_accuracy = _final_training_accuracy(history, frame.index)
+        gap = None if train_accuracy is None else train_accuracy - final_accuracy
+        memorises = gap is not None and gap > max(
+            MEMORISATION_GAP, MEMORISATION_SIGMAS * (accuracy_se or 0.0)
+        )
+        if train_accuracy is not None:
+            evidence |= {"final_train_accuracy": train_accuracy, "train_minus_val_accuracy": gap}
+        if not fell and not memorises:
             return Finding(
                 "OVER_CONFIDENCE",
                 "info",
@@ -154,11 +176,16 @@ def check_overfitting(
         more_data += f" or turning on {settings.key('augmentation')}"
     elif settings.augmentation is None:
         more_data += " or augmentation (if not already on)"
-    accuracy_text = (
-        f", and val_accuracy fell from {change[0]:.1%} to {change[1]:.1%}"
-        if change is not None
-        else " (no val_accuracy to tell it from over-confidence)"
-    )
+    if change is None:
+        accuracy_text = " (no val_accuracy to tell it from over-confidence)"
+    elif change[2]:
+        accuracy_text = f", and val_accuracy fell from {change[0]:.1%} to {change[1]:.1%}"
+    else:
+        accuracy_text = (
+            f"; val_accuracy held ({change[0]:.1%} to {change[1]:.1%}) but training accuracy "
+            f"stayed {evidence['train_minus_val_accuracy']:.0%} points above it "
+            f"({evidence['final_train_accuracy']:.1%})"
+        )
     return Finding(
         code,
         "warning",
