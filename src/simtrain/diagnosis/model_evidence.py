@@ -24,7 +24,7 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
-from simtrain.data.arrays import PackedSplit
+from simtrain.data.arrays import PackedSplit, stratified_subset
 from simtrain.training import layers as _custom_layers  # noqa: F401 - registers them for load_model
 from simtrain.training.batches import PackedBatches
 
@@ -90,6 +90,7 @@ def batchnorm_evidence(
     *,
     batch_size: int,
     seed: int,
+    train_images: int | None = None,
     custom_objects: dict[str, type] | None = None,
 ) -> dict[str, float | int | bool | str | None] | None:
     """Validation loss/accuracy with stored vs recomputed BN statistics; None without BN.
@@ -110,7 +111,9 @@ def batchnorm_evidence(
     stored = [[v.numpy() for v in (layer.moving_mean, layer.moving_variance)] for layer in layers]
 
     moving = _score(model, full_validation, labels)
-    training_batches = PackedBatches(train, batch_size, shuffle=True, seed=seed)
+    # The run's own training images (its train_images subset): what its weights were fit to.
+    subset = stratified_subset(train.labels, train_images, seed)
+    training_batches = PackedBatches(train, batch_size, indices=subset, shuffle=True, seed=seed)
     recompute_statistics(model, training_batches, augment=True)
     recomputed = _score(model, full_validation, labels)
     plain = recomputed

@@ -55,6 +55,7 @@ def diagnose_run_dir(
             validation_dir,
             batch_size=settings["batch_size"],
             seed=settings["seed"],
+            train_images=settings["train_images"],
             custom_objects=custom_objects(settings["model"], search_path),
         )
     is_baseline = settings["model"] == "baseline"
