@@ -6,31 +6,33 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import signal
 import subprocess
 from pathlib import Path
 
-import pytest
+from tests.conftest import Workflow, snakemake, snakemake_command
 
-from tests.conftest import TINY_CONFIG, snakemake, snakemake_command, write_config
-
-RUNS = {
-    "cnn": {"model": "small_cnn", "epochs": 3, "batch_size": 8},
-    "base": {"model": "baseline"},
-}
-# In the order the workflow reaches them; each recovery run goes on to the next point.
+CNN_MODEL = "results/runs/cnn/model.keras"
+CNN_LOG = "results/logs/train/cnn.log"
+# In the order the workflow reaches them, each with the target the run is limited to (so
+# the point is reached whatever order Snakemake picks among ready jobs; None: every
+# output) and, for the training points, the epochs the killed `cnn` process must have
+# resumed after and trained. Each recovery run goes on to the next point.
 FAILPOINTS = [
-    "simulate.mid_shard",  # PNGs half written
-    "split.linked",  # links made, folders not yet published
-    "split.before_manifest",  # folders published, manifest not written
-    "pack.images_loaded",  # images.npy complete under its temporary name
-    "pack.before_labels",  # images.npy published, labels.npy not
-    "baseline.before_write",  # baseline fitted, nothing written
-    "train.after_backup",  # between epochs 1 and 2
-    "train.mid_epoch",  # inside epoch 2
-    "train.writing_outputs",  # model saved, tables not yet
-    "diagnose.between_files",  # diagnostics.json written, diagnostics.md not
-    "compare.between_files",  # comparison tables written, plots not
+    ("simulate.mid_shard", None, None),  # PNGs half written
+    ("split.linked", None, None),  # links made, folders not yet published
+    ("split.before_manifest", None, None),  # folders published, manifest not written
+    ("pack.images_loaded", None, None),  # images.npy complete under its temporary name
+    ("pack.before_labels", None, None),  # images.npy published, labels.npy not
+    ("baseline.before_write", "results/runs/base/metrics.json", None),  # fitted, not written
+    ("train.after_backup", CNN_MODEL, (0, [1])),  # between epochs 1 and 2
+    ("train.mid_epoch", CNN_MODEL, (1, [2])),  # inside epoch 2
+    # Epoch 2's backup replacing epoch 1's: the old one moved aside, the new not yet in.
+    ("files.directory_swap", CNN_MODEL, (1, [2])),
+    ("train.writing_outputs", CNN_MODEL, (1, [2, 3])),  # model saved, tables not yet
+    ("diagnose.between_files", None, None),  # diagnostics.json written, diagnostics.md not
+    ("compare.between_files", None, None),  # comparison tables written, plots not
 ]
 # The outputs that must come out byte-identical (CPU): everything but wall-clock figures,
 # .keras archives (they embed save times) and the plots that draw them.
@@ -57,6 +59,14 @@ def fingerprints(results: Path) -> dict[str, str]:
     }
 
 
+def resumed_and_trained(log: str) -> tuple[int, list[int]]:
+    """(epoch a training process resumed after, 0 if it started afresh; the epochs it ran),
+    from its log: simtrain's resume line and Keras' own 'Epoch k/n' progress lines."""
+    resumed = re.findall(r"resuming after epoch (\d+)", log)
+    trained = [int(epoch) for epoch in re.findall(r"^Epoch (\d+)/\d+", log, re.M)]
+    return (int(resumed[-1]) if resumed else 0), trained
+
+
 def workflow(
     workdir: Path,
     config: Path,
@@ -66,7 +76,8 @@ def workflow(
 ) -> subprocess.CompletedProcess:
     """Run the workflow in its own process group, armed to die at a failpoint or as soon
     as it prints a line containing `kill_on`."""
-    command = snakemake_command(workdir, "--cores", "2", "--configfile", str(config), *extra)
+    # `extra` first: --configfile takes every word after it.
+    command = snakemake_command(workdir, *extra, "--cores", "2", "--configfile", str(config))
     env = {**os.environ, "SIMTRAIN_FAILPOINT": failpoint or ""}
     process = subprocess.Popen(
         command,
@@ -87,24 +98,16 @@ def workflow(
     return subprocess.CompletedProcess(command, process.returncode, output, "")
 
 
-@pytest.fixture(scope="module")
-def config_file(tmp_path_factory):
-    return write_config(tmp_path_factory.mktemp("config"), {**TINY_CONFIG, "runs": RUNS})
-
-
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory, config_file):
-    workdir = tmp_path_factory.mktemp("uninterrupted")
-    snakemake(workdir, "--cores", "2", "--configfile", str(config_file))
-    return fingerprints(workdir / "results")
-
-
 def test_killed_at_every_point_the_workflow_recovers_to_identical_results(
-    tmp_path, config_file, reference
+    tmp_path, finished_workflow: Workflow
 ):
+    reference = fingerprints(finished_workflow.results)
+    config = tmp_path / "config.yaml"
+    config.write_bytes(finished_workflow.config.read_bytes())
     results = tmp_path / "results"
-    for point in FAILPOINTS:
-        killed = workflow(tmp_path, config_file, failpoint=point)
+    for point, target, expected_training in FAILPOINTS:
+        (tmp_path / CNN_LOG).unlink(missing_ok=True)  # so it holds this attempt's lines only
+        killed = workflow(tmp_path, config, *([target] if target else []), failpoint=point)
         assert killed.returncode == -signal.SIGKILL, (
             f"{point} was never reached:\n" + (killed.stdout[-3000:])
         )
@@ -112,31 +115,37 @@ def test_killed_at_every_point_the_workflow_recovers_to_identical_results(
         # a final name after the kill is complete and correct.
         for name, digest in fingerprints(results).items():
             assert digest == reference[name], f"after a kill at {point}, {name} is corrupt"
-        snakemake(tmp_path, "--unlock", "--configfile", str(config_file))
-    snakemake(tmp_path, "--cores", "2", "--configfile", str(config_file))
+        if expected_training is not None:
+            # A resume that silently restarted from epoch 1 would still end identical.
+            log = (tmp_path / CNN_LOG).read_text()
+            assert resumed_and_trained(log) == expected_training, f"killed at {point}"
+        snakemake(tmp_path, "--unlock", "--configfile", str(config))
+        if point == "train.writing_outputs":
+            # Its recovery finds all 3 epochs in the backup and trains none.
+            (tmp_path / CNN_LOG).unlink()
+            snakemake(tmp_path, CNN_MODEL, "--cores", "2", "--configfile", str(config))
+            assert resumed_and_trained((tmp_path / CNN_LOG).read_text()) == (3, [])
+    snakemake(tmp_path, "--cores", "2", "--configfile", str(config))
 
     assert fingerprints(results) == reference
-    leftovers = [str(p) for p in results.rglob("*.tmp")]
+    leftovers = [str(p) for p in results.rglob("*.tmp")] + [str(p) for p in results.rglob(".*.old")]
     assert leftovers == [], "temporary files left behind"
     assert not (results / "runs/cnn/.backup").exists()
 
 
-def test_a_killed_report_is_rebuilt_by_rerunning_the_command(tmp_path, config_file, reference):
-    snakemake(tmp_path, "--cores", "2", "--configfile", str(config_file))
+def test_a_killed_report_is_rebuilt_by_rerunning_the_command(tmp_path, finished_workflow):
+    copy = finished_workflow.copy(tmp_path / "workflow")
+    reference = fingerprints(finished_workflow.results)
     # Killed while it loads the rules' code into the report, i.e. half-way through.
     killed = workflow(
-        tmp_path, config_file, "--report", "results/report.html", kill_on="Loading script code"
+        copy.workdir, copy.config, "--report", "results/report.html", kill_on="Loading script code"
     )
     assert killed.returncode == -signal.SIGKILL
-    snakemake(tmp_path, "--unlock", "--configfile", str(config_file))
-    snakemake(
-        tmp_path,
-        "--cores",
-        "2",
-        "--configfile",
-        str(config_file),
-        "--report",
-        "results/report.html",
-    )
-    assert (tmp_path / "results/report.html").stat().st_size > 10_000
-    assert fingerprints(tmp_path / "results") == reference
+    snakemake(copy.workdir, "--unlock", "--configfile", str(copy.config))
+    copy.run("--report", "results/report.html")
+    report = (copy.results / "report.html").read_text()
+    # Complete: the page's closing tag, and every run's diagnostics embedded.
+    assert report.rstrip().endswith("</html>")
+    for run in ("cnn", "cnn_partial", "base"):
+        assert f"results/runs/{run}/diagnostics.md" in report
+    assert fingerprints(copy.results) == reference
