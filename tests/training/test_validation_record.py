@@ -22,9 +22,7 @@ def record_and_history(out_dir):
     return correct, loss, pd.read_csv(out_dir / "history.tsv", sep="\t")
 
 
-def test_full_validation_records_every_image_every_epoch_and_matches_the_history(
-    packed, tmp_path
-):
+def test_full_validation_records_every_image_every_epoch_and_matches_the_history(packed, tmp_path):
     train_run(**spec(packed, tmp_path, epochs=2))
     correct, loss, history = record_and_history(tmp_path)
     validation_images = len(np.load(packed / "validation" / "labels.npy"))

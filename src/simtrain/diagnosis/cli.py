@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -11,6 +12,7 @@ import pandas as pd
 from simtrain.diagnosis.diagnostics import diagnose
 from simtrain.diagnosis.history import read_history
 from simtrain.diagnosis.validation_record import load_validation_record
+from simtrain.training.tables import read_predictions
 
 COUNT_HELP = {
     "train-images": "number of training images (one full pass)",
@@ -65,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         history = read_history(history_path)
         for name in ("batches", "predictions"):
-            settings[name] = pd.read_csv(settings[name], sep="\t") if settings[name] else None
+            reader = read_predictions if name == "predictions" else partial(pd.read_csv, sep="\t")
+            settings[name] = reader(settings[name]) if settings[name] else None
         if settings["validation_record"] is not None:
             settings["validation_record"] = load_validation_record(settings["validation_record"])
     except (OSError, ValueError) as error:  # pandas' parser errors are ValueErrors

@@ -14,6 +14,7 @@ import pandas as pd
 from simtrain.diagnosis.diagnostics import Diagnostics, diagnose
 from simtrain.diagnosis.history import read_history
 from simtrain.diagnosis.validation_record import load_validation_record
+from simtrain.training.tables import read_predictions
 
 
 def _augmented(augmentation: Mapping[str, Any]) -> bool:
@@ -69,7 +70,7 @@ def diagnose_run_dir(
         validation_steps=None if is_baseline else settings["validation_steps"],
         validation_shuffle=settings["validation_shuffle"],
         batches=pd.read_csv(batches, sep="\t") if batches.exists() else None,
-        predictions=pd.read_csv(run_dir / "predictions.tsv", sep="\t"),
+        predictions=read_predictions(run_dir / "predictions.tsv"),
         batchnorm=evidence,
         train_label_counts=dict(zip(classes, counts.tolist())),
         learning_rate=None if is_baseline else settings["learning_rate"],

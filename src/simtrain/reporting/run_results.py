@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from simtrain.training.tables import read_predictions
+
 
 @dataclass(frozen=True, eq=False)
 class RunResult:
@@ -56,7 +58,8 @@ def load_run(run_dir: str | Path) -> RunResult:
     metrics = _read_json(run_dir / "metrics.json")
     if metrics is None:
         raise ValueError(f"{run_dir / 'metrics.json'}: missing; every run must write metrics.json")
-    predictions = _read_table(run_dir / "predictions.tsv")
+    path = run_dir / "predictions.tsv"
+    predictions = read_predictions(path) if path.is_file() else None
     if predictions is not None:
         missing = {"index", "true", "predicted"} - set(predictions.columns)
         if missing:

@@ -59,6 +59,12 @@ def predictions_table(
     return frame
 
 
+def read_predictions(path: str | os.PathLike) -> pd.DataFrame:
+    """predictions.tsv with class names kept as written: pandas would read a class named NA,
+    null, None or nan as missing, and 007 as the number 7."""
+    return pd.read_csv(path, sep="\t", dtype={"true": str, "predicted": str}, keep_default_na=False)
+
+
 def write_run_tables(
     out_dir: str | os.PathLike,
     *,
