@@ -238,3 +238,16 @@ def test_editing_a_plugin_model_retrains_only_the_runs_that_use_it(trained_runs)
     finally:
         source.write_text(PLUGIN_MODEL)  # an older mtime cannot be restored: touch outputs
         snakemake(workdir, *targets, "--touch", "--cores", "1", "--configfile", str(path))
+
+
+def test_the_full_config_plans_every_run_at_the_original_scale_without_running_anything(
+    tmp_path,
+):
+    full = ROOT / "config" / "full.yaml"
+    result = snakemake(tmp_path, "-n", "--cores", "8", "--configfile", str(full))
+    jobs = planned_jobs(result)
+    runs = yaml.safe_load(full.read_text())["runs"]
+    deep = [run for run, settings in runs.items() if settings["model"] != "baseline"]
+    assert jobs["train_run"] == len(deep) and jobs["diagnose_run"] == len(runs)
+    assert jobs["simulate_shard"] == 5 * 16  # 8 000 images per class, 500 per shard
+    assert not (tmp_path / "results").exists()
