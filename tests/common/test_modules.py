@@ -21,9 +21,9 @@ def test_imports_inside_functions_are_followed():
     assert "training/fit.py" not in files
 
 
-def test_training_inputs_include_the_simulator_search_path_helper():
+def test_training_inputs_include_the_plugin_resolver_the_models_import():
     files = relative(module_files(script=SCRIPTS / "train.py"))
-    assert {"training/fit.py", "training/models.py", "data/simulators.py"} <= files
+    assert {"training/fit.py", "training/models.py", "common/plugins.py"} <= files
     assert not any(name.startswith(("diagnosis/", "reporting/")) for name in files)
 
 
