@@ -17,11 +17,12 @@ import keras
 import numpy as np
 
 from simtrain.common.failpoints import failpoint
-from simtrain.common.files import atomic_path, recover_directory, write_tsv
+from simtrain.common.files import atomic_path, write_tsv
 from simtrain.data.arrays import PackedSplit, stratified_subset
 from simtrain.training import backend
 from simtrain.training.batches import EpochSync, PackedBatches
 from simtrain.training.models import build_model, custom_objects, make_optimizer
+from simtrain.training.recorder import VALIDATION_RECORD, Recorder, restore, save_validation_record
 from simtrain.training.tables import (
     BATCH_COLUMNS,
     HISTORY_COLUMNS,
@@ -34,7 +35,6 @@ from simtrain.training.tables import (
 log = logging.getLogger(__name__)
 
 BACKUP_DIR = ".backup"
-VALIDATION_RECORD = "validation_record.npz"
 
 
 @dataclass(frozen=True)
@@ -63,163 +63,6 @@ def fingerprint(settings: RunSettings, data_dirs: list[Path]) -> str:
     stats = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files]
     text = json.dumps([asdict(settings), [str(d) for d in data_dirs], stats], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def seed_states(model: keras.Model) -> list[keras.Variable]:
-    # Augmentation RNG states are not part of a saved .keras model, yet resuming must
-    # continue their streams exactly.
-    return [v for v in model.variables if v.path.endswith("seed_generator_state")]
-
-
-class Recorder(keras.callbacks.Callback):
-    """Per-batch and per-epoch tables plus a resumable backup after every epoch.
-
-    The backup (model with optimizer state, augmentation RNG states, best model and the
-    tables so far) replaces the previous one atomically, so a kill at any moment leaves
-    the last completed epoch to resume from. Keras' BackupAndRestore does not keep the
-    RNG states, and ModelCheckpoint writes in place.
-    """
-
-    def __init__(
-        self,
-        backup: Path,
-        key: str,
-        train: PackedBatches,
-        validation: PackedBatches,
-        state: dict,
-        record: dict[str, list[np.ndarray]],
-    ):
-        super().__init__()
-        self.backup, self.key = backup, key
-        self.train, self.validation = train, validation
-        self.state = state
-        self.record = record
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch_start = time.perf_counter()
-        self.seen, self.previous = 0, (0.0, 0.0)
-
-    def on_train_batch_end(self, batch, logs=None):
-        # Keras reports running means over the epoch; undo them to get this batch's values.
-        size = len(self.train.batch_indices(self.train.epoch, batch))
-        seen = self.seen + size
-        loss, accuracy = float(logs["loss"]), float(logs["accuracy"])
-        sums = (loss * seen, accuracy * seen)
-        self.state["batches"].append(
-            {
-                "epoch": self.train.epoch + 1,
-                "batch": batch,
-                "step": self.train.epoch * len(self.train) + batch,
-                "batch_size": size,
-                # Rounded: differencing float32 means leaves noise in the last digits.
-                "loss": round((sums[0] - self.previous[0]) / size, 5),
-                "accuracy": round((sums[1] - self.previous[1]) / size, 5),
-            }
-        )
-        self.seen, self.previous = seen, sums
-        if (self.train.epoch, batch) == (1, 1):
-            failpoint("train.mid_epoch")
-
-    def validate(self, epoch: int, logs: dict) -> None:
-        """Score this epoch's validation batches image by image, and log their means.
-
-        Keras' own validation only reports means; the per-image outcomes let the diagnostics
-        tell a model that changed from a sample that changed (validation_record.npz).
-        """
-        probabilities = np.asarray(self.model.predict(self.validation, verbose=0), np.float64)
-        # The order predict() returns: each batch's indices, sorted as __getitem__ reads them.
-        scored = np.concatenate(
-            [np.sort(self.validation.batch_indices(epoch, s)) for s in range(len(self.validation))]
-        )
-        labels = self.validation.split.labels[scored]
-        true_p = np.clip(probabilities[np.arange(len(scored)), labels], 1e-7, 1.0)
-        losses = -np.log(true_p)
-        correct = probabilities.argmax(axis=1) == labels
-        logs["val_loss"], logs["val_accuracy"] = float(losses.mean()), float(correct.mean())
-        # An image scored twice in one epoch (a stream crossing a pass) keeps its last result.
-        outcome = np.full(len(self.validation.split), -1, dtype=np.int8)
-        per_image_loss = np.full(len(self.validation.split), np.nan, dtype=np.float32)
-        outcome[scored], per_image_loss[scored] = correct, losses
-        self.record["correct"].append(outcome)
-        self.record["loss"].append(per_image_loss)
-
-    def on_epoch_end(self, epoch, logs=None):
-        train_seconds = time.perf_counter() - self.epoch_start
-        self.validate(epoch, logs)
-        seconds = time.perf_counter() - self.epoch_start
-        seen = self.train.epoch_indices(epoch)
-        row = {
-            "epoch": epoch + 1,
-            "loss": float(logs["loss"]),
-            "accuracy": float(logs["accuracy"]),
-            "val_loss": round(logs["val_loss"], 7),
-            "val_accuracy": round(logs["val_accuracy"], 7),
-            "learning_rate": float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),
-            "train_images_seen": len(seen),
-            "train_coverage": len(np.unique(seen)) / len(self.train.indices),
-            "validation_images_seen": len(self.validation.epoch_indices(epoch)),
-        }
-        self.state["history"].append(row)
-        self.state["timing"].append(
-            {
-                "epoch": epoch + 1,
-                "seconds": round(seconds, 3),
-                "images_per_second": round(len(seen) / train_seconds, 2),
-            }
-        )
-        improved = row["val_loss"] < self.state.get("best_val_loss", float("inf"))
-        if improved:
-            self.state["best_val_loss"], self.state["best_epoch"] = row["val_loss"], epoch + 1
-        self.save_backup(improved)
-        failpoint("train.after_backup")
-
-    def save_backup(self, improved: bool) -> None:
-        with atomic_path(self.backup) as tmp:
-            tmp.mkdir()
-            self.model.save(tmp / "model.keras")
-            if improved:
-                self.model.save(tmp / "best.keras")
-            else:
-                os.link(self.backup / "best.keras", tmp / "best.keras")
-            np.savez(tmp / "seeds.npz", *[np.asarray(v.numpy()) for v in seed_states(self.model)])
-            save_validation_record(tmp / VALIDATION_RECORD, self.record)
-            (tmp / "state.json").write_text(json.dumps({**self.state, "key": self.key}))
-
-
-def save_validation_record(path: Path, record: dict[str, list[np.ndarray]]) -> None:
-    """Per epoch and validation image: correct (1/0, -1 not scored) and loss (NaN not scored)."""
-    n = len(record["correct"])
-    with open(path, "wb") as handle:
-        np.savez(
-            handle,
-            correct=np.array(record["correct"], dtype=np.int8).reshape(n, -1),
-            loss=np.array(record["loss"], dtype=np.float32).reshape(n, -1),
-        )
-
-
-def restore(
-    backup: Path, key: str, custom_objects=None
-) -> tuple[keras.Model | None, dict, dict[str, list[np.ndarray]]]:
-    """The model, tables and validation record of the last completed epoch, if a matching
-    backup exists."""
-    empty = {"history": [], "timing": [], "batches": []}
-    recover_directory(backup)  # a kill mid-swap leaves the last backup under its aside name
-    state_file = backup / "state.json"
-    if not state_file.exists():
-        return None, empty, {"correct": [], "loss": []}
-    state = json.loads(state_file.read_text())
-    if state.pop("key") != key:
-        log.info("ignoring a backup made for other settings or data: %s", backup)
-        shutil.rmtree(backup)
-        return None, empty, {"correct": [], "loss": []}
-    with np.load(backup / VALIDATION_RECORD) as saved:
-        record = {name: list(saved[name]) for name in ("correct", "loss")}
-    model = keras.models.load_model(backup / "model.keras", custom_objects=custom_objects)
-    with np.load(backup / "seeds.npz") as seeds:
-        for variable, i in zip(seed_states(model), range(len(seeds.files))):
-            variable.assign(seeds[f"arr_{i}"])
-    log.info("resuming after epoch %d from %s", len(state["history"]), backup)
-    return model, state, record
 
 
 def train_run(
