@@ -27,6 +27,7 @@ from tqdm import tqdm
 from simtrain.data.arrays import PackedSplit, stratified_subset
 from simtrain.training import layers as _custom_layers  # noqa: F401 - registers them for load_model
 from simtrain.training.batches import PackedBatches
+from simtrain.training.tables import per_image_scores
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +50,8 @@ def batchnorm_layers(model: keras.Model) -> list[keras.layers.BatchNormalization
 
 
 def _score(model: keras.Model, data: PackedBatches, labels: np.ndarray) -> dict[str, object]:
-    probabilities = np.asarray(model.predict(data, verbose=0), dtype=np.float64)
-    true_p = np.clip(probabilities[np.arange(len(labels)), labels], 1e-7, 1.0)
-    correct = probabilities.argmax(axis=1) == labels
-    return {"loss": float(-np.log(true_p).mean()), "correct": correct}
+    loss, correct = per_image_scores(model.predict(data, verbose=0), labels)
+    return {"loss": float(loss.mean()), "correct": correct}
 
 
 def recompute_statistics(model: keras.Model, train: PackedBatches, *, augment: bool) -> None:

@@ -16,6 +16,7 @@ import numpy as np
 from simtrain.common.failpoints import failpoint
 from simtrain.common.files import atomic_path, recover_directory
 from simtrain.training.batches import PackedBatches
+from simtrain.training.tables import per_image_scores
 
 log = logging.getLogger(__name__)
 
@@ -83,15 +84,12 @@ class Recorder(keras.callbacks.Callback):
         Keras' own validation only reports means; the per-image outcomes let the diagnostics
         tell a model that changed from a sample that changed (validation_record.npz).
         """
-        probabilities = np.asarray(self.model.predict(self.validation, verbose=0), np.float64)
+        probabilities = self.model.predict(self.validation, verbose=0)
         # The order predict() returns: each batch's indices, sorted as __getitem__ reads them.
         scored = np.concatenate(
             [np.sort(self.validation.batch_indices(epoch, s)) for s in range(len(self.validation))]
         )
-        labels = self.validation.split.labels[scored]
-        true_p = np.clip(probabilities[np.arange(len(scored)), labels], 1e-7, 1.0)
-        losses = -np.log(true_p)
-        correct = probabilities.argmax(axis=1) == labels
+        losses, correct = per_image_scores(probabilities, self.validation.split.labels[scored])
         logs["val_loss"], logs["val_accuracy"] = float(losses.mean()), float(correct.mean())
         # An image scored twice in one epoch (a stream crossing a pass) keeps its last result.
         outcome = np.full(len(self.validation.split), -1, dtype=np.int8)

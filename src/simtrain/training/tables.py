@@ -34,6 +34,16 @@ def table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> pd.DataF
     return pd.DataFrame(list(rows), columns=list(columns))
 
 
+def per_image_scores(
+    probabilities: np.ndarray, labels: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(cross-entropy loss, right or wrong) of each image, from the model's probabilities."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    true_p = probabilities[np.arange(len(labels)), labels]
+    loss = -np.log(np.clip(true_p, _EPSILON, 1.0))
+    return loss, probabilities.argmax(axis=1) == labels
+
+
 def predictions_table(
     probabilities: np.ndarray, labels: np.ndarray, classes: Sequence[str]
 ) -> pd.DataFrame:
@@ -45,13 +55,12 @@ def predictions_table(
             f"got {probabilities.shape}"
         )
     names = np.asarray(classes)
-    true_p = probabilities[np.arange(len(labels)), labels]
     frame = pd.DataFrame(
         {
             "index": np.arange(len(labels)),
             "true": names[labels],
             "predicted": names[probabilities.argmax(axis=1)],
-            "loss": -np.log(np.clip(true_p, _EPSILON, 1.0)),
+            "loss": per_image_scores(probabilities, labels)[0],
         }
     )
     for i, name in enumerate(classes):
