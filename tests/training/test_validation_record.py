@@ -49,3 +49,20 @@ def test_shuffled_partial_validation_records_a_different_sample_each_epoch(packe
     assert len({tuple(np.flatnonzero(row)) for row in scored}) > 1
     accuracy = [correct[e][scored[e]].mean() for e in range(3)]
     assert np.allclose(accuracy, history["val_accuracy"], atol=1e-6)
+
+
+def test_predictions_reused_from_the_last_epoch_equal_a_fresh_prediction_of_the_final_model(
+    packed, tmp_path
+):
+    import keras
+
+    from simtrain.data.arrays import PackedSplit
+    from simtrain.training.batches import PackedBatches
+
+    train_run(**spec(packed, tmp_path, epochs=2))
+    validation = PackedSplit.load(packed / "validation")
+    model = keras.models.load_model(tmp_path / "model.keras")
+    fresh = model.predict(PackedBatches(validation, 8, shuffle=False), verbose=0)
+    saved = pd.read_csv(tmp_path / "predictions.tsv", sep="\t")
+    probabilities = saved[[c for c in saved.columns if c.startswith("p_")]].to_numpy()
+    assert np.allclose(probabilities, fresh, rtol=1e-6, atol=1e-7)

@@ -152,10 +152,14 @@ def train_run(
             callbacks=[EpochSync(train, validation), recorder, *callbacks],
             verbose=2,
         )
-        full_validation = PackedBatches(
-            validation_split, settings.batch_size, shuffle=False, workers=workers
-        )
-        probabilities = model.predict(full_validation, verbose=0)
+        # The last epoch's validation already scored the final model on every image, in
+        # order, unless validation was partial or shuffled (or no epoch ran in this process).
+        probabilities = recorder.final_probabilities()
+        if probabilities is None:
+            full_validation = PackedBatches(
+                validation_split, settings.batch_size, shuffle=False, workers=workers
+            )
+            probabilities = model.predict(full_validation, verbose=0)
 
     history = table(state["history"], HISTORY_COLUMNS)
     predictions = predictions_table(probabilities, validation_split.labels, train_split.classes)

@@ -52,6 +52,8 @@ class Recorder(keras.callbacks.Callback):
         self.train, self.validation = train, validation
         self.state = state
         self.record = record
+        self.last_scored: np.ndarray | None = None  # the last validation's images, in order
+        self.last_probabilities: np.ndarray | None = None
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch_start = time.perf_counter()
@@ -90,6 +92,7 @@ class Recorder(keras.callbacks.Callback):
             [np.sort(self.validation.batch_indices(epoch, s)) for s in range(len(self.validation))]
         )
         losses, correct = per_image_scores(probabilities, self.validation.split.labels[scored])
+        self.last_scored, self.last_probabilities = scored, probabilities
         logs["val_loss"], logs["val_accuracy"] = float(losses.mean()), float(correct.mean())
         # An image scored twice in one epoch (a stream crossing a pass) keeps its last result.
         outcome = np.full(len(self.validation.split), -1, dtype=np.int8)
@@ -97,6 +100,14 @@ class Recorder(keras.callbacks.Callback):
         outcome[scored], per_image_loss[scored] = correct, losses
         self.record["correct"].append(outcome)
         self.record["loss"].append(per_image_loss)
+
+    def final_probabilities(self) -> np.ndarray | None:
+        """The final model's probabilities for every validation image in order, when its last
+        validation scored exactly those (full, unshuffled validation); else None."""
+        if self.last_scored is None:
+            return None
+        everything = np.arange(len(self.validation.split))
+        return self.last_probabilities if np.array_equal(self.last_scored, everything) else None
 
     def on_epoch_end(self, epoch, logs=None):
         train_seconds = time.perf_counter() - self.epoch_start
