@@ -27,6 +27,7 @@ from tqdm import tqdm
 from simtrain.data.arrays import PackedSplit, stratified_subset
 from simtrain.training import layers as _custom_layers  # noqa: F401 - registers them for load_model
 from simtrain.training.batches import PackedBatches
+from simtrain.training.models import classifier_inputs
 from simtrain.training.tables import per_image_scores
 
 log = logging.getLogger(__name__)
@@ -58,9 +59,6 @@ def recompute_statistics(model: keras.Model, train: PackedBatches, *, augment: b
     """Replace every BN layer's moving statistics by their average over training batches,
     fed through the model's preprocessing with or without its augmentation layer."""
     layers = batchnorm_layers(model)
-    names = {layer.name for layer in model.layers}
-    wanted = ("to_float", "augment", "standardize") if augment else ("to_float", "standardize")
-    preprocess = [model.get_layer(name) for name in wanted if name in names]
     classifier = model.layers[-1]
     momenta = [layer.momentum for layer in layers]
     batches = min(len(train), max(MIN_BATCHES, math.ceil(MIN_IMAGES / train.batch_size)))
@@ -68,10 +66,8 @@ def recompute_statistics(model: keras.Model, train: PackedBatches, *, augment: b
         for k in tqdm(range(batches), desc=f"BN statistics, augment={augment}", mininterval=10):
             for layer in layers:
                 layer.momentum = k / (k + 1)
-            x, _ = train[k]
-            for layer in preprocess:
-                x = layer(x, training=True) if layer.name == "augment" else layer(x)
-            classifier(x, training=True)
+            images, _ = train[k]
+            classifier(classifier_inputs(model, images, augment=augment), training=True)
     finally:
         for layer, momentum in zip(layers, momenta):
             layer.momentum = momentum

@@ -22,6 +22,7 @@ import numpy as np  # noqa: E402
 from simtrain.common.files import atomic_path  # noqa: E402
 from simtrain.data.arrays import PackedSplit  # noqa: E402
 from simtrain.training import layers as _custom_layers  # noqa: E402, F401 - for load_model
+from simtrain.training.models import classifier_inputs  # noqa: E402
 
 # Standardised images span a few units; a fixed scale makes contrast comparable across panels.
 COLOUR_RANGE = 3.0
@@ -44,12 +45,7 @@ def _draw(rng: np.random.Generator, labels: np.ndarray, per_class: int, classes:
 
 def model_inputs(model: keras.Model, images: np.ndarray, *, training: bool) -> np.ndarray:
     """`images` (uint8 N×H×W×1) after the model's preprocessing layers."""
-    names = {layer.name for layer in model.layers}
-    x = keras.ops.convert_to_tensor(np.asarray(images))
-    for name in ("to_float", "augment", "standardize"):
-        if name in names:
-            layer = model.get_layer(name)
-            x = layer(x, training=training) if name == "augment" else layer(x)
+    x = classifier_inputs(model, keras.ops.convert_to_tensor(np.asarray(images)), augment=training)
     return np.asarray(keras.ops.convert_to_numpy(x), dtype=np.float32)
 
 

@@ -119,6 +119,20 @@ def build_model(
     return keras.Model(inputs, outputs, name=f"simtrain_{classifier.name}")
 
 
+def classifier_inputs(model: keras.Model, images, *, augment: bool):
+    """What `build_model`'s classifier receives for uint8 `images`: scaled to [0, 1], warped
+    by the augmentation layer in training mode when `augment` (else left unwarped, as at
+    inference), then standardised; each step only if the model has it."""
+    names = {layer.name for layer in model.layers}
+    x = images
+    for name in ("to_float", "augment", "standardize"):
+        if name not in names or (name == "augment" and not augment):
+            continue
+        layer = model.get_layer(name)
+        x = layer(x, training=True) if name == "augment" else layer(x)
+    return x
+
+
 def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
     optimizers = {
         "adam": keras.optimizers.Adam,
