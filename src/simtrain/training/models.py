@@ -16,6 +16,7 @@ from typing import Any
 import keras
 
 from simtrain.common.plugins import PLUGIN_SYNTAX, is_plugin, resolve_plugin
+from simtrain.training.applications import ARCHITECTURES, application_builder
 from simtrain.training.layers import RandomAffine, Standardize
 
 Builder = Callable[[tuple[int, int, int], int], keras.Model]
@@ -54,12 +55,16 @@ BUILTIN_MODELS: dict[str, Builder] = {"resnet50": resnet50, "small_cnn": small_c
 
 
 def resolve_model(name: str, search_path: str | os.PathLike | None = None) -> Builder:
-    """A built-in model name or a plug-in "package.module:function"."""
+    """A built-in model name, a keras.applications architecture by its Keras name
+    (`simtrain.training.applications`) or a plug-in "package.module:function"."""
     if name in BUILTIN_MODELS:
         return BUILTIN_MODELS[name]
+    if name in ARCHITECTURES:
+        return application_builder(name)
     if not is_plugin(name):
         raise ValueError(
-            f"unknown model {name!r}: expected one of {sorted([*BUILTIN_MODELS, BASELINE])} "
+            f"unknown model {name!r}: expected one of {sorted([*BUILTIN_MODELS, BASELINE])}, "
+            f"a keras.applications architecture ({', '.join(ARCHITECTURES)}) "
             f"or a plug-in {PLUGIN_SYNTAX}"
         )
     return resolve_plugin(name, "model", search_path)
@@ -80,10 +85,10 @@ def custom_objects(name: str, search_path: str | os.PathLike | None = None) -> d
     """The classes a plug-in model's module defines, for `keras.models.load_model`.
 
     Resuming a plug-in model from its backup needs them unless the plug-in registered them
-    with `keras.saving.register_keras_serializable`; built-in models need none (simtrain's own
-    layers are registered).
+    with `keras.saving.register_keras_serializable`; built-in models and keras.applications
+    architectures need none (simtrain's own layers are registered; Keras finds its own).
     """
-    if name in BUILTIN_MODELS:
+    if name in BUILTIN_MODELS or name in ARCHITECTURES:
         return {}
     module = sys.modules[resolve_model(name, search_path).__module__]
     return {
