@@ -20,6 +20,7 @@ from simtrain.common.plugins import PluginError, is_plugin, plugin_source_file
 from simtrain.data.simulate import simulate_image
 from simtrain.data.simulators import SimulatorError, resolve_simulator
 from simtrain.data.split import validation_count
+from simtrain.training.applications import architecture_problem
 
 
 class ConfigError(ValueError):
@@ -141,7 +142,8 @@ def check_classes(config: Mapping[str, Any], search_path: str | os.PathLike | No
 
 
 # Built-in model names, kept here so planning a workflow does not import Keras
-# (tests check they match simtrain.training.models).
+# (tests check they match simtrain.training.models); keras.applications names are
+# checked by simtrain.training.applications, Keras-free too.
 KERAS_MODELS = ("resnet50", "small_cnn")
 BASELINE_MODEL = "baseline"
 
@@ -165,10 +167,12 @@ def check_runs(config: Mapping[str, Any], search_path: str | os.PathLike | None)
         if is_plugin(model):
             _check_importable(f"{key}.model", model, search_path)
         elif model not in (*KERAS_MODELS, BASELINE_MODEL):
-            raise ConfigError(
-                f"{key}.model: unknown model {model!r}; expected one of "
-                f"{[*KERAS_MODELS, BASELINE_MODEL]} or a plug-in 'package.module:function'"
+            # A keras.applications name: known, and able to take the run's images.
+            problem = architecture_problem(
+                model, config["image_size"], other_models=(*KERAS_MODELS, BASELINE_MODEL)
             )
+            if problem is not None:
+                raise ConfigError(f"{key}.model: {problem}")
         train_images = settings["train_images"]
         if train_images is not None and not n_classes <= train_images <= train_total:
             raise ConfigError(
