@@ -38,9 +38,11 @@ def write_run(
     findings: list[tuple[str, str]] = (),
     index: np.ndarray | None = None,
     epochs: int = 5,
+    replicate: int | None = None,
 ) -> Path:
-    """A run folder whose predictions are right exactly where `correct` is True."""
-    run_dir = root / run
+    """A run folder whose predictions are right exactly where `correct` is True (with
+    `replicate`, the replicate's folder <run>/seed-<k>)."""
+    run_dir = root / run if replicate is None else root / run / f"seed-{replicate}"
     run_dir.mkdir(parents=True)
     true = truth()
     predicted = np.where(correct, true, (true + 1) % len(CLASSES))
@@ -75,6 +77,7 @@ def write_run(
     timing.to_csv(run_dir / "timing.tsv", sep="\t", index=False)
     metrics = {
         "run": run,
+        **({} if replicate is None else {"replicate": replicate}),
         "model": model,
         "train_images": train_images,
         "validation_images": VALIDATION,
@@ -166,11 +169,11 @@ def test_mcnemar_on_runs_with_different_images_names_both_runs(tmp_path: Path):
 def test_a_clearly_better_run_beats_the_baseline_and_an_equal_one_does_not(runs):
     table = compare_runs(runs, baseline=None).set_index("run")
     assert table.loc["small_cnn", "beats_baseline"] == "yes"
-    assert table.loc["small_cnn", "mcnemar_p"] < 0.001
+    assert table.loc["small_cnn", "p_value"] < 0.001
     assert table.loc["resnet50", "beats_baseline"] == "no"
-    assert table.loc["resnet50", "mcnemar_p"] == 1.0
+    assert table.loc["resnet50", "p_value"] == 1.0
     assert table.loc["hog", "beats_baseline"] == ""
-    assert math.isnan(table.loc["hog", "mcnemar_p"])
+    assert math.isnan(table.loc["hog", "p_value"])
 
 
 def test_comparison_reports_chance_interval_and_main_finding(runs):
@@ -218,7 +221,7 @@ def test_markdown_names_every_run_and_calls_out_chance_level(tmp_path: Path, run
     markdown = (tmp_path / "comparison.md").read_text()
     for run in ("hog", "small_cnn", "resnet50", "guessing"):
         assert f"`{run}`" in markdown
-    assert "beats the baseline (McNemar p<0.001)" in markdown
+    assert "beats the baseline (exact McNemar p<0.001)" in markdown
     assert "`guessing`" in markdown.split("Not distinguishable from chance:**")[1].split(".")[0]
     assert "How to read this" in markdown
 
@@ -284,3 +287,63 @@ def test_learning_curve_keeps_models_with_several_training_sizes(tmp_path: Path,
     assert points["model"].unique().tolist() == ["small_cnn"]
     assert points["train_images"].tolist() == [100, 400, 800]
     assert learning_curve([*runs, *extra])["run"].tolist() == points["run"].tolist()
+
+
+def replicates(tmp_path: Path, run: str, accuracies: list[float], seed: int = 10) -> list:
+    return [
+        load_run(write_run(tmp_path, run, "small_cnn", correct_mask(a, seed + k), replicate=k))
+        for k, a in enumerate(accuracies)
+    ]
+
+
+def test_replicates_make_one_row_with_their_mean_and_a_seed_aware_interval(tmp_path, runs):
+    table = compare_runs([*runs, *replicates(tmp_path, "cnn", [0.70, 0.75, 0.65])])
+    row = table.set_index("run").loc["cnn"]
+    assert row["seeds"] == 3 and row["seed_accuracies"] == "0.700 0.750 0.650"
+    assert row["final_val_accuracy"] == pytest.approx(0.70)
+    assert row["seed_sd"] == pytest.approx(0.05)
+    # Wider than the one-seed Wilson interval of 0.70 on 200 images: the seeds vary.
+    low, high = wilson_interval(140, 200)
+    assert row["final_ci_low"] < low and row["final_ci_high"] > high
+    assert row["interval"] == "t over 3 seeds + images"
+    assert table.set_index("run").loc["hog", "interval"] == "Wilson, 1 seed: images only"
+
+
+def test_beating_the_baseline_counts_the_seed_to_seed_variance(tmp_path, runs):
+    # Seed 1 alone is far better than the baseline (0.40), but the seeds disagree wildly.
+    erratic = replicates(tmp_path, "erratic", [0.35, 0.95, 0.40])
+    # Right wherever the baseline is, and on 30-34 more images: every seed clearly better.
+    base = runs[0].correct
+    steady = [
+        load_run(write_run(tmp_path, "steady", "small_cnn", base | mask, replicate=k))
+        for k, mask in enumerate(correct_mask(0.25 + 0.01 * k, 20 + k) for k in range(3))
+    ]
+    table = compare_runs([*runs, *erratic, *steady]).set_index("run")
+    assert compare_runs([runs[0], erratic[1]]).iloc[1]["beats_baseline"] == "yes"
+    assert table.loc["erratic", "beats_baseline"] == "no"
+    assert table.loc["steady", "beats_baseline"] == "yes"
+    assert table.loc["steady", "test"].startswith("t, seeds + images")
+
+
+def test_repeated_replicate_numbers_are_rejected(tmp_path):
+    first = replicates(tmp_path / "a", "cnn", [0.5])
+    second = replicates(tmp_path / "b", "cnn", [0.6])
+    with pytest.raises(ValueError, match="'cnn': replicate numbers repeat"):
+        compare_runs([*first, *second])
+
+
+def test_a_replicate_folder_names_its_run_and_number(tmp_path):
+    run_dir = write_run(tmp_path, "cnn", "small_cnn", correct_mask(0.5, 0), replicate=2)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    del metrics["run"], metrics["replicate"]
+    (run_dir / "metrics.json").write_text(json.dumps(metrics))
+    result = load_run(run_dir)
+    assert (result.run, result.replicate) == ("cnn", 2)
+
+
+def test_markdown_says_a_single_seed_ignores_training_variance(tmp_path, runs):
+    write_comparison(compare_runs(runs), tmp_path / "c.tsv", tmp_path / "c.md")
+    assert (
+        "one seed gets a Wilson interval over the images only: it ignores training variance"
+        in (tmp_path / "c.md").read_text()
+    )

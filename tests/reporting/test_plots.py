@@ -123,9 +123,21 @@ def test_sample_grid_from_a_memory_map(tmp_path: Path):
 def test_validation_accuracy_of_all_runs(tmp_path: Path):
     path = tmp_path / "validation.png"
     plot_validation_accuracy(
-        {"small_cnn": history(6), "resnet50": history(4), "hog": history(1)}, path
+        {"small_cnn": [history(6)], "resnet50": [history(4)], "hog": [history(1)]}, path
     )
     assert_single_real_png(path)
+
+
+def test_validation_accuracy_shades_the_range_of_a_runs_seeds(tmp_path: Path):
+    seeds = [
+        history(6).assign(val_accuracy=lambda h, k=k: h["val_accuracy"] + 0.05 * k)
+        for k in (0, 1, 2)
+    ]
+    plot_validation_accuracy({"cnn": seeds}, tmp_path / "seeds" / "a.png")
+    plot_validation_accuracy({"cnn": seeds[1:2]}, tmp_path / "one" / "a.png")
+    assert_single_real_png(tmp_path / "seeds" / "a.png")
+    # The mean of the three seeds is seed 1's curve: the shaded range (and the legend) differ.
+    assert (tmp_path / "seeds" / "a.png").read_bytes() != (tmp_path / "one" / "a.png").read_bytes()
 
 
 def test_best_accuracy_with_intervals_and_chance(tmp_path: Path):

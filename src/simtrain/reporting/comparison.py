@@ -1,9 +1,10 @@
 """Compare trained runs: which ones tell the classes apart, and which beat the baseline.
 
-Accuracy comes from each run's final predictions on the full validation set (the same images,
-in the same order, for every run), so runs can be compared image by image: a 95 % Wilson
-interval says whether a run is above chance, an exact McNemar test on the images where two runs
-disagree says whether one is better than the other.
+Accuracy comes from each replicate's final predictions on the full validation set (the same
+images, in the same order, for every run), so runs are compared image by image. A run trained
+once gets a Wilson interval and an exact McNemar test, which count the validation images'
+sampling only; a run with replicates (`repeats`) gets its mean over seeds, with an interval
+and a t test that add the seed-to-seed variance (simtrain.reporting.statistics).
 """
 
 from __future__ import annotations
@@ -16,24 +17,33 @@ import numpy as np
 import pandas as pd
 
 from simtrain.common.files import write_text
+from simtrain.config import parse_sibling
 from simtrain.reporting.run_results import RunResult
-from simtrain.reporting.statistics import mcnemar, wilson_interval
+from simtrain.reporting.statistics import (
+    accuracy_interval,
+    compare_accuracy,
+    mcnemar,
+    wilson_interval,
+)
 
 BASELINE_MODEL = "baseline"
 # Significance level for "beats the baseline"; one pre-planned test per run against one baseline.
 ALPHA = 0.05
 SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
-_RUN_COLUMNS = ["run", "model", "train_images", "validation_images", "epochs"]
+_RUN_COLUMNS = ["run", "model", "seeds", "train_images", "validation_images", "epochs"]
 _ACCURACY_COLUMNS = ["best_val_accuracy", "final_val_accuracy", "final_ci_low", "final_ci_high"]
+_ACCURACY_COLUMNS += ["seed_sd", "seed_accuracies", "interval"]
 _OTHER_COLUMNS = ["chance", "majority_rate", "fluctuation_score", "main_finding"]
-_COST_COLUMNS = ["images_per_second", "training_seconds", "beats_baseline", "mcnemar_p"]
-# "yes" when the run's diagnostics found it UNDER_TRAINED: not above chance is then inconclusive.
-COLUMNS = _RUN_COLUMNS + _ACCURACY_COLUMNS + _OTHER_COLUMNS + _COST_COLUMNS + ["under_trained"]
+_COST_COLUMNS = ["images_per_second", "training_seconds", "beats_baseline", "p_value", "test"]
+# under_trained: "yes" when a replicate's diagnostics found it UNDER_TRAINED (not above chance
+# is then inconclusive); verifies: the run and finding whose fix a sibling run tries.
+COLUMNS = _RUN_COLUMNS + _ACCURACY_COLUMNS + _OTHER_COLUMNS + _COST_COLUMNS
+COLUMNS += ["under_trained", "verifies"]
 UNDER_TRAINED = "UNDER_TRAINED"
 
 
-def mcnemar_runs(run_a: RunResult, run_b: RunResult) -> tuple[int, int, float]:
-    """McNemar between two runs' final predictions, after checking they scored the same images."""
+def check_same_images(run_a: RunResult, run_b: RunResult) -> None:
+    """Raise unless both runs' predictions list the same validation images in the same order."""
     if run_a.predictions is None or run_b.predictions is None:
         raise ValueError(f"runs {run_a.run!r} and {run_b.run!r}: both need predictions.tsv")
     a, b = run_a.predictions, run_b.predictions
@@ -46,7 +56,34 @@ def mcnemar_runs(run_a: RunResult, run_b: RunResult) -> tuple[int, int, float]:
             f"runs {run_a.run!r} and {run_b.run!r}: predictions.tsv do not list the same "
             f"validation images in the same order (index/true columns differ)"
         )
+
+
+def mcnemar_runs(run_a: RunResult, run_b: RunResult) -> tuple[int, int, float]:
+    """McNemar between two runs' final predictions, after checking they scored the same images."""
+    check_same_images(run_a, run_b)
     return mcnemar(run_a.correct, run_b.correct)
+
+
+def group_replicates(results: Sequence[RunResult]) -> dict[str, list[RunResult]]:
+    """Replicates by run name, runs in order of first appearance, replicates by number."""
+    groups: dict[str, list[RunResult]] = {}
+    for result in results:
+        groups.setdefault(result.run, []).append(result)
+    for run, group in groups.items():
+        numbers = [r.replicate for r in group]
+        if len(set(numbers)) != len(numbers):
+            raise ValueError(f"run {run!r}: replicate numbers repeat: {numbers}")
+        group.sort(key=lambda r: r.replicate)
+    return groups
+
+
+def correct_matrix(group: Sequence[RunResult]) -> np.ndarray | None:
+    """(replicates, images) right/wrong of a run's replicates; None without predictions."""
+    if any(r.predictions is None or len(r.predictions) == 0 for r in group):
+        return None
+    for other in group[1:]:
+        check_same_images(group[0], other)
+    return np.stack([r.correct for r in group])
 
 
 def main_finding(diagnostics: dict | None) -> str:
@@ -106,47 +143,78 @@ def summarise_run(result: RunResult) -> dict:
     return row
 
 
-def _pick_baseline(results: Sequence[RunResult], baseline: str | None) -> RunResult | None:
+def summarise_group(group: Sequence[RunResult]) -> dict:
+    """One comparison row for a run's replicates: means over seeds, an interval counting both
+    the seeds and the validation images (Wilson over images for a single replicate)."""
+    rows = [summarise_run(result) for result in group]
+    row = dict(rows[0])
+    for column in ("best_val_accuracy", "fluctuation_score", "images_per_second"):
+        values = [r[column] for r in rows if not math.isnan(r[column])]
+        row[column] = float(np.mean(values)) if values else math.nan
+    row["training_seconds"] = float(np.mean([r["training_seconds"] for r in rows]))
+    ranked = [
+        (SEVERITY_RANK.get(_severity(result, r["main_finding"]), 0), r["main_finding"])
+        for result, r in zip(group, rows)
+    ]
+    row["main_finding"] = max(ranked)[1]
+    row["under_trained"] = "yes" if any(r["under_trained"] for r in rows) else ""
+    row["seeds"] = len(group)
+    row["seed_accuracies"] = " ".join(f"{r['final_val_accuracy']:.3f}" for r in rows)
+    row["seed_sd"], row["interval"] = math.nan, ""
+    correct = correct_matrix(group)
+    if correct is not None:
+        interval = accuracy_interval(correct)
+        row.update(final_val_accuracy=interval.mean, final_ci_low=interval.low)
+        row.update(final_ci_high=interval.high, seed_sd=interval.seed_sd)
+        row["interval"] = interval.method
+    parent, code = parse_sibling(row["run"])
+    row["verifies"] = f"{parent}: {code}" if code else ""
+    return row
+
+
+def _severity(result: RunResult, code: str) -> str:
+    findings = (result.diagnostics or {}).get("findings") or []
+    return next((f.get("severity", "info") for f in findings if f.get("code") == code), "info")
+
+
+def _pick_baseline(groups: dict[str, list[RunResult]], baseline: str | None) -> str | None:
     if baseline is not None:
-        for result in results:
-            if result.run == baseline:
-                return result
-        raise ValueError(f"baseline run {baseline!r} not among {[r.run for r in results]}")
-    return next((r for r in results if r.model == BASELINE_MODEL), None)
+        if baseline not in groups:
+            raise ValueError(f"baseline run {baseline!r} not among {list(groups)}")
+        return baseline
+    return next((run for run, group in groups.items() if group[0].model == BASELINE_MODEL), None)
 
 
 def compare_runs(results: Sequence[RunResult], baseline: str | None = None) -> pd.DataFrame:
-    """One row per run, in input order.
+    """One row per run (its replicates together), in order of first appearance.
 
     `baseline` names the reference run; None picks the first run whose model is 'baseline'
-    (no reference if there is none).
+    (no reference if there is none). "Beats the baseline": a higher mean final accuracy and
+    p < ALPHA in `compare_accuracy` (McNemar for one replicate each, else a t test counting
+    the seed-to-seed variance).
     """
     if not results:
         raise ValueError("compare_runs needs at least one run")
-    names = [r.run for r in results]
-    if len(set(names)) != len(names):
-        raise ValueError(f"run names must be unique, got {names}")
-    reference = _pick_baseline(results, baseline)
+    groups = group_replicates(results)
+    reference = _pick_baseline(groups, baseline)
+    reference_correct = correct_matrix(groups[reference]) if reference is not None else None
     rows = []
-    for result in results:
-        row = summarise_run(result)
-        row.update(beats_baseline="", mcnemar_p=math.nan)
-        comparable = (
-            reference is not None
-            and result is not reference
-            and result.predictions is not None
-            and reference.predictions is not None
-        )
-        if comparable:
-            better, worse, p_value = mcnemar_runs(result, reference)
-            # On the same images, accuracy difference = (better - worse) / n.
-            row["beats_baseline"] = "yes" if better > worse and p_value < ALPHA else "no"
-            row["mcnemar_p"] = p_value
+    for run, group in groups.items():
+        row = summarise_group(group)
+        row.update(beats_baseline="", p_value=math.nan, test="")
+        correct = correct_matrix(group)
+        if run != reference and correct is not None and reference_correct is not None:
+            for replicate in group:
+                check_same_images(replicate, groups[reference][0])
+            outcome = compare_accuracy(correct, reference_correct)
+            significant = outcome.difference > 0 and outcome.p_value < ALPHA
+            row["beats_baseline"] = "yes" if significant else "no"
+            row.update(p_value=outcome.p_value, test=outcome.test)
         rows.append(row)
     table = pd.DataFrame(rows, columns=COLUMNS)
-    for column in ("train_images", "validation_images", "epochs"):
+    for column in ("seeds", "train_images", "validation_images", "epochs"):
         table[column] = pd.array(table[column], dtype="Int64")
-    table.attrs["baseline"] = reference.run if reference is not None else None
+    table.attrs["baseline"] = reference
     return table
 
 
@@ -155,7 +223,8 @@ def learning_curve(table_or_results: pd.DataFrame | Sequence[RunResult]) -> pd.D
     if isinstance(table_or_results, pd.DataFrame):
         table = table_or_results
     else:
-        table = pd.DataFrame([summarise_run(r) for r in table_or_results], columns=COLUMNS)
+        groups = group_replicates(table_or_results).values()
+        table = pd.DataFrame([summarise_group(g) for g in groups], columns=COLUMNS)
     columns = ["model", "train_images", "run", "final_val_accuracy", "final_ci_low"]
     columns += ["final_ci_high", "best_val_accuracy", "chance"]
     points = table.dropna(subset=["train_images"])
@@ -184,6 +253,10 @@ def _p_text(p_value: float) -> str:
     return "p<0.001" if p_value < 0.001 else f"p={p_value:.2g}"
 
 
+def _test_text(row: pd.Series) -> str:
+    return f"{row['test'] or 'test'} {_p_text(row['p_value'])}"
+
+
 def _reading(row: pd.Series, baseline: pd.Series | None) -> tuple[str, bool | None]:
     """One sentence per run, and whether it is above chance (None: cannot tell)."""
     level, level_name = row["chance"], "chance"
@@ -207,24 +280,25 @@ def _reading(row: pd.Series, baseline: pd.Series | None) -> tuple[str, bool | No
     if baseline is not None and row["run"] == baseline["run"]:
         text += "; this is the baseline"
     elif row["beats_baseline"] == "yes":
-        text += f"; beats the baseline (McNemar {_p_text(row['mcnemar_p'])})"
+        text += f"; beats the baseline ({_test_text(row)})"
     elif row["beats_baseline"] == "no" and baseline is not None:
         difference = row["final_val_accuracy"] - baseline["final_val_accuracy"]
-        significant = row["mcnemar_p"] < ALPHA
+        significant = row["p_value"] < ALPHA
         if difference > 0:
             text += "; higher than the baseline, but not significantly"
         elif difference < 0 and significant:
             text += "; significantly worse than the baseline"
         else:
             text += "; not distinguishable from the baseline"
-        text += f" (McNemar {_p_text(row['mcnemar_p'])})"
+        text += f" ({_test_text(row)})"
     if row["main_finding"] not in ("", "STABLE"):
         text += f"; learning-curve diagnosis: `{row['main_finding']}` (see its diagnostics)"
     return text + ".", above
 
 
-def comparison_markdown(table: pd.DataFrame) -> str:
-    """The comparison as Markdown: a table and a data-driven 'How to read this'."""
+def comparison_markdown(table: pd.DataFrame, verified: pd.DataFrame | None = None) -> str:
+    """The comparison as Markdown: a table, a data-driven 'How to read this' and, given the
+    verify_fixes tables (with a `run` column), the verified fixes."""
     name = table.attrs.get("baseline")
     if name is None and table["beats_baseline"].isin(["yes", "no"]).any():
         # A table read back from TSV: the baseline is the one model-'baseline' row not tested.
@@ -232,17 +306,17 @@ def comparison_markdown(table: pd.DataFrame) -> str:
         name = untested["run"].iloc[0] if len(untested) else None
     matches = table[table["run"] == name]
     baseline = matches.iloc[0] if len(matches) else None
-    header = ["run", "model", "train images", "epochs", "final accuracy [95 % CI]", "best"]
-    header += ["chance", "fluctuation", "main finding", "images/s", "seconds", "beats baseline"]
-    header += ["McNemar p"]
+    header = ["run", "model", "seeds", "train images", "epochs", "final accuracy [95 % CI]"]
+    header += ["per seed", "best", "chance", "fluctuation", "main finding", "images/s"]
+    header += ["seconds", "beats baseline", "p"]
     lines = ["# Which runs tell the classes apart?", ""]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for _, row in table.iterrows():
-        cells = [f"`{row['run']}`", row["model"], row["train_images"], row["epochs"]]
-        cells.append(_accuracy_text(row))
+        cells = [f"`{row['run']}`", row["model"], row["seeds"], row["train_images"]]
+        cells += [row["epochs"], _accuracy_text(row), row["seed_accuracies"]]
         cells += [row["best_val_accuracy"], max(row["chance"], row["majority_rate"])]
         cells += [row["fluctuation_score"], row["main_finding"], row["images_per_second"]]
-        cells += [row["training_seconds"], row["beats_baseline"], row["mcnemar_p"]]
+        cells += [row["training_seconds"], row["beats_baseline"], row["p_value"]]
         lines.append("| " + " | ".join(_fmt(c) for c in cells) + " |")
     readings = [_reading(row, baseline) for _, row in table.iterrows()]
     above = [f"`{r}`" for r, (_, a) in zip(table["run"], readings) if a]
@@ -262,19 +336,43 @@ def comparison_markdown(table: pd.DataFrame) -> str:
         lines[-1] += f" **Beat the baseline `{baseline['run']}`:** {', '.join(beating) or 'none'}."
     lines += [""] + [f"- {text}" for text, _ in readings] + [""]
     lines.append(
-        "Final accuracy is measured once, after training, on every validation image; the bracket "
-        "is its 95 % Wilson interval, and a run whose interval reaches the chance level (1/number "
-        "of classes, or the largest class's share if higher) has not shown it can tell the "
-        "classes apart. `best` is the highest per-epoch validation accuracy, picked after the "
-        "fact among noisy values, so it overstates how the model does on new images. 'Beats "
-        f"baseline' needs a higher final accuracy and an exact McNemar p < {ALPHA} on the images "
-        "where exactly one of the two runs is right. A fluctuation score near 1 means the "
-        "validation curve wiggles no more than its number of images explains."
+        "Final accuracy is measured after training on every validation image, for each seed "
+        "replicate; with several seeds the table shows their mean, and the bracket is a 95 % "
+        "interval that counts both the seed-to-seed (training) variance and the validation "
+        "images' sampling (Student t over the seeds). **A run with one seed gets a Wilson "
+        "interval over the images only: it ignores training variance**, which one seed cannot "
+        "measure. A run whose interval reaches the chance level (1/number of classes, or the "
+        "largest class's share if higher) has not shown it can tell the classes apart. `best` "
+        "is the highest per-epoch validation accuracy, picked after the fact among noisy "
+        "values, so it overstates how the model does on new images. 'Beats baseline' needs a "
+        f"higher mean final accuracy and p < {ALPHA}: an exact McNemar test on the images where "
+        "exactly one of the two runs is right when both have one seed, else a t test whose "
+        "variance adds each run's seed-to-seed variance to the images' (the test's name is in "
+        "comparison.tsv). A fluctuation score near 1 means the validation curve wiggles no more "
+        "than its number of images explains."
     )
+    verifying = table[table["verifies"].fillna("") != ""] if "verifies" in table else table[:0]
+    if len(verifying):
+        lines += ["", "Runs named `<run>--fix-<finding>` verify a diagnosed fix: "]
+        lines[-1] += "see `results/runs/<run>/fixes.md` for confirmed / not confirmed."
+    if verified is not None and len(verified):
+        lines += ["", "## Verified fixes", ""]
+        lines += ["| run | finding | change | verdict | accuracy before → after | p | why |"]
+        lines += ["|---|---|---|---|---|---|---|"]
+        for _, fix in verified.iterrows():
+            accuracy = f"{fix['accuracy_before']:.3f} → {fix['accuracy_after']:.3f}"
+            cells = [f"`{fix['run']}`", f"`{fix['finding']}`", f"`{fix['change']}`"]
+            cells += [f"**{fix['verdict']}**", accuracy, _fmt(fix["p_value"]), fix["reason"]]
+            lines.append("| " + " | ".join(map(str, cells)) + " |")
     return "\n".join(lines) + "\n"
 
 
-def write_comparison(table: pd.DataFrame, tsv_path: str | Path, md_path: str | Path) -> None:
+def write_comparison(
+    table: pd.DataFrame,
+    tsv_path: str | Path,
+    md_path: str | Path,
+    verified: pd.DataFrame | None = None,
+) -> None:
     """Write the table as TSV (floats '%.4g') and Markdown, atomically; same table, same bytes."""
     write_text(tsv_path, table.to_csv(sep="\t", index=False, float_format="%.4g"))
-    write_text(md_path, comparison_markdown(table))
+    write_text(md_path, comparison_markdown(table, verified))

@@ -26,7 +26,7 @@ DPI = 100
 BATCH_MEDIAN_WINDOW = 25
 
 
-def _save(figure: plt.Figure, path: str | os.PathLike) -> None:
+def save_figure(figure: plt.Figure, path: str | os.PathLike) -> None:
     """Save to a temporary sibling and rename onto `path`; always close the figure."""
     try:
         figure.tight_layout()
@@ -48,7 +48,7 @@ def _message(path: str | os.PathLike, text: str) -> None:
     figure, axis = plt.subplots(figsize=(5, 2))
     axis.text(0.5, 0.5, text, ha="center", va="center", wrap=True)
     axis.set_axis_off()
-    _save(figure, path)
+    save_figure(figure, path)
 
 
 def plot_curves(
@@ -97,7 +97,7 @@ def plot_curves(
             axis.set_xlim(epochs[0] - 0.5, epochs[0] + 0.5)
     if title:
         figure.suptitle(title)
-    _save(figure, path)
+    save_figure(figure, path)
 
 
 def plot_batches(
@@ -128,7 +128,7 @@ def plot_batches(
     axis.legend(loc="upper right", fontsize="small")
     if title:
         axis.set_title(title)
-    _save(figure, path)
+    save_figure(figure, path)
 
 
 def plot_confusion(
@@ -166,7 +166,7 @@ def plot_confusion(
     accuracy = np.trace(counts) / max(counts.sum(), 1)
     axis.set_title(f"{title + ': ' if title else ''}accuracy {accuracy:.3f} (n={counts.sum()})")
     figure.colorbar(image, ax=axis, fraction=0.046, label="share of true class")
-    _save(figure, path)
+    save_figure(figure, path)
 
 
 def plot_samples(
@@ -202,38 +202,42 @@ def plot_samples(
         axes[row, 0].set_ylabel(name, rotation=0, ha="right", va="center")
     if title:
         figure.suptitle(title)
-    _save(figure, path)
+    save_figure(figure, path)
 
 
 def plot_validation_accuracy(
-    histories: Mapping[str, pd.DataFrame], path: str | os.PathLike
+    histories: Mapping[str, Sequence[pd.DataFrame]], path: str | os.PathLike
 ) -> None:
-    """Validation accuracy per epoch for every run; a one-epoch run (baseline) is a dashed line."""
+    """Validation accuracy per epoch for every run (the mean over its seeds, their range
+    shaded); a one-epoch run (baseline) is a dashed line."""
     figure, axis = plt.subplots(figsize=(8, 4.5))
-    last_epoch = max((int(h["epoch"].max()) for h in histories.values() if len(h)), default=1)
+    frames = [h for group in histories.values() for h in group if len(h)]
+    last_epoch = max((int(h["epoch"].max()) for h in frames), default=1)
     # The caller's run order (config order) fixes the colours, as in the comparison table.
-    for number, (run, history) in enumerate(histories.items()):
+    for number, (run, group) in enumerate(histories.items()):
         colour = f"C{number % 10}"
-        if len(history) == 1:
-            value = float(history["val_accuracy"].iloc[0])
+        if not group:
+            continue
+        curves = pd.concat([h.set_index("epoch")["val_accuracy"] for h in group], axis=1)
+        mean = curves.mean(axis=1)
+        seeds = f", {len(group)} seeds" if len(group) > 1 else ""
+        if len(mean) == 1:
+            value = float(mean.iloc[0])
             if not np.isnan(value):
-                axis.axhline(value, color=colour, linestyle="--", label=f"{run} ({value:.3f})")
-        else:
-            axis.plot(
-                history["epoch"],
-                history["val_accuracy"],
-                color=colour,
-                marker="o",
-                markersize=3,
-                label=run,
-            )
+                label = f"{run} ({value:.3f}{seeds})"
+                axis.axhline(value, color=colour, linestyle="--", label=label)
+            continue
+        axis.plot(mean.index, mean, color=colour, marker="o", markersize=3, label=run + seeds)
+        if len(group) > 1:
+            low, high = curves.min(axis=1), curves.max(axis=1)
+            axis.fill_between(mean.index, low, high, color=colour, alpha=0.15)
     axis.set_xlim(1, max(last_epoch, 2))
     axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     axis.set_xlabel("epoch")
     axis.set_ylabel("validation accuracy")
     axis.grid(alpha=0.3)
     axis.legend(loc="best", fontsize="small")
-    _save(figure, path)
+    save_figure(figure, path)
 
 
 def plot_best_accuracy(table: pd.DataFrame, path: str | os.PathLike) -> None:
@@ -271,7 +275,7 @@ def plot_best_accuracy(table: pd.DataFrame, path: str | os.PathLike) -> None:
     axis.set_xlabel("validation accuracy")
     axis.grid(axis="x", alpha=0.3)
     axis.legend(loc="lower right", fontsize="small")
-    _save(figure, path)
+    save_figure(figure, path)
 
 
 def plot_learning_curve(points: pd.DataFrame, path: str | os.PathLike) -> None:
@@ -305,4 +309,4 @@ def plot_learning_curve(points: pd.DataFrame, path: str | os.PathLike) -> None:
     axis.set_ylabel("final validation accuracy")
     axis.grid(alpha=0.3, which="both")
     axis.legend(loc="lower right", fontsize="small")
-    _save(figure, path)
+    save_figure(figure, path)

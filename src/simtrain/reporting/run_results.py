@@ -1,8 +1,9 @@
-"""Reading one finished run folder (results/runs/{run}/) into a `RunResult`."""
+"""Reading one finished replicate's folder (results/runs/{run}/seed-{k}/) into a `RunResult`."""
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,14 @@ class RunResult:
     batches: pd.DataFrame | None
     predictions: pd.DataFrame | None
     diagnostics: dict | None
+
+    @property
+    def replicate(self) -> int:
+        """Which seed replicate of its run (0 for a run trained once)."""
+        if "replicate" in self.metrics:
+            return int(self.metrics["replicate"])
+        match = re.fullmatch(r"seed-(\d+)", self.run_dir.name)
+        return int(match.group(1)) if match else 0
 
     @property
     def model(self) -> str:
@@ -53,7 +62,7 @@ def _read_json(path: Path) -> dict | None:
 
 
 def load_run(run_dir: str | Path) -> RunResult:
-    """Read results/runs/{run}/; metrics.json is required, every other file is optional."""
+    """Read a replicate's folder; metrics.json is required, every other file is optional."""
     run_dir = Path(run_dir)
     metrics = _read_json(run_dir / "metrics.json")
     if metrics is None:
@@ -66,7 +75,7 @@ def load_run(run_dir: str | Path) -> RunResult:
             raise ValueError(f"{run_dir / 'predictions.tsv'}: missing columns {sorted(missing)}")
         predictions = predictions.astype({"true": str, "predicted": str})
     return RunResult(
-        run=str(metrics.get("run", run_dir.name)),
+        run=str(metrics.get("run", _run_name(run_dir))),
         run_dir=run_dir,
         metrics=metrics,
         history=_read_table(run_dir / "history.tsv"),
@@ -75,3 +84,8 @@ def load_run(run_dir: str | Path) -> RunResult:
         predictions=predictions,
         diagnostics=_read_json(run_dir / "diagnostics.json"),
     )
+
+
+def _run_name(run_dir: Path) -> str:
+    """results/runs/{run}/seed-{k} -> run; a folder not named seed-{k} is the run itself."""
+    return run_dir.parent.name if re.fullmatch(r"seed-\d+", run_dir.name) else run_dir.name
