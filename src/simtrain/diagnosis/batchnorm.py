@@ -101,6 +101,9 @@ def check_batchnorm(batchnorm: dict | None, settings: RunSettings) -> Finding | 
             f"use a model whose BatchNormalization momentum is {FAST_MOMENTUM} (now "
             f"{momentum:g}: the averages span ~{round(1 / (1 - momentum))} steps)",
         )
+    # The first fix, as a config change: twice the batch, if the training set has that many.
+    larger = 2 * settings.batch_size
+    change = {"batch_size": larger} if larger <= settings.train_images else None
     return Finding(
         code,
         "warning",
@@ -108,6 +111,7 @@ def check_batchnorm(batchnorm: dict | None, settings: RunSettings) -> Finding | 
         evidence,
         explanation,
         "; ".join(fixes),
+        change,
     )
 
 
@@ -155,12 +159,14 @@ def check_augmentation_shift(
             f"set {settings.key('augmentation')}.interpolation: nearest (copies pixels, keeps "
             "their statistics)"
         )
+        change = {"augmentation": {"interpolation": "nearest"}}
     else:
         cause = "The warp changes the images' statistics (scale or orientation of structure)."
         fix = (
             f"lower {settings.key('augmentation')}.zoom or .shear, or recompute the BatchNorm "
             "statistics on un-augmented training batches after training"
         )
+        change = None  # which of several changes, and by how much, is a judgement
     return Finding(
         code,
         "warning",
@@ -173,4 +179,5 @@ def check_augmentation_shift(
         + f". {cause} Statistics that fit the augmented inputs mis-normalise validation, so "
         "its score moves with them rather than with what the network learned.",
         fix,
+        change,
     )

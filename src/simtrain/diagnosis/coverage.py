@@ -56,6 +56,7 @@ def check_partial_epoch(history: pd.DataFrame, settings: RunSettings) -> Finding
         f"it the rest.",
         f"set {settings.key('steps_per_epoch')}: null (Keras: steps_per_epoch=None) so every "
         f"epoch covers all {total} images ({full_steps} steps of {batch})" + same_updates,
+        change={"steps_per_epoch": None},
     )
 
 
@@ -93,4 +94,5 @@ def check_partial_validation(history: pd.DataFrame, settings: RunSettings) -> Fi
         f"({fraction:.1%}) are scored per epoch. {consequence}",
         f"set {settings.key('validation_steps')}: null (Keras: validation_steps=None) so every "
         f"epoch scores all {total} images ({math.ceil(total / batch)} steps of {batch})",
+        change={"validation_steps": None},
     )

@@ -38,6 +38,9 @@ class Finding:
     evidence: dict[str, float | int | bool | None]
     explanation: str
     fix: str
+    # The fix as a config change under runs.<run> (e.g. {"steps_per_epoch": None}), when it
+    # is one: what a verify_fixes sibling run trains with. None: not a config change.
+    change: dict[str, object] | None = None
 
     def __post_init__(self) -> None:
         if self.severity not in ("info", "warning", "critical"):

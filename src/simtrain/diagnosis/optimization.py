@@ -29,15 +29,19 @@ MIN_BATCHES_AFTER_WARMUP = 10
 MIN_BATCHES_FOR_SPREAD = 8
 
 
-def _lower_learning_rate(history: pd.DataFrame, settings: RunSettings, factor: float) -> str:
+def _lower_learning_rate(
+    history: pd.DataFrame, settings: RunSettings, factor: float
+) -> tuple[str, dict | None]:
+    """The advice, and its first half as a config change when the learning rate is known."""
     lr = settings.learning_rate
     if lr is None and finite_column(history, "learning_rate").size:
         lr = float(finite_column(history, "learning_rate")[-1])
     target = f" from {lr:.2g} to about {lr / factor:.2g}" if lr else ""
-    return (
+    text = (
         f"lower {settings.key('learning_rate')}{target}, or raise "
         f"{settings.key('batch_size')} (now {settings.batch_size})"
     )
+    return text, ({"learning_rate": float(f"{lr / factor:.2g}")} if lr else None)
 
 
 def _within_epoch_spread(
@@ -74,7 +78,7 @@ def check_unstable_optimization(
             {"first_nonfinite_epoch": first, "nonfinite_values": int(bad.sum())},
             f"The training loss stopped being a finite number in epoch {first}: the weights "
             f"diverged, and every later point of every curve is meaningless.",
-            _lower_learning_rate(history, settings, 10),
+            *_lower_learning_rate(history, settings, 10),
         )
     if batches is None:
         return Skipped(code, "no per-batch losses (batches.tsv) to find spikes in")
@@ -121,5 +125,5 @@ def check_unstable_optimization(
         f"of {settings.batch_size} images is not sampling scatter (p < {SPIKE_ALPHA:g} over all "
         f"{counted} batches). Steps this erratic{optimizer} throw the weights around, so the "
         f"model validated at the end of each epoch differs more than its progress suggests.",
-        _lower_learning_rate(history, settings, 3),
+        *_lower_learning_rate(history, settings, 3),
     )

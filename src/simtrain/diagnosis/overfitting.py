@@ -196,4 +196,5 @@ def check_overfitting(
         f"stop at the best epoch: set {settings.key('epochs')}: {best_epoch} (or use Keras "
         f"EarlyStopping(monitor='val_loss', restore_best_weights=True)); {more_data} delays "
         f"the rise",
+        {"epochs": int(best_epoch)} if best_epoch != settings.epochs else None,
     )

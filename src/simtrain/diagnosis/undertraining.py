@@ -77,4 +77,5 @@ def check_under_trained(
         "apart nor that it cannot.",
         f"train longer: {longer} (or more images per epoch); if the training accuracy stays "
         f"near chance, check the labels, the inputs and {settings.key('learning_rate')}",
+        {"epochs": 2 * settings.epochs} if settings.epochs else None,
     )
