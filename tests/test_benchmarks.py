@@ -108,6 +108,27 @@ def test_train_throughput_benchmark_runs_the_real_train_step(tmp_path):
     assert measured["packed"] > 0 and measured["in_memory"] > 0 and measured["predict"] > 0
 
 
+def test_architectures_benchmark_times_the_workflows_model(tmp_path):
+    results = tmp_path / "results.jsonl"
+    output = run_benchmark(
+        "architectures.py",
+        "--models",
+        "MobileNetV3Small",
+        "--size",
+        "32",
+        "--steps",
+        "2",
+        "--seconds",
+        "0.1",
+        "--results",
+        str(results),
+    ).stdout
+    assert "| MobileNetV3 | `MobileNetV3Small` | 32 |" in output
+    [record] = read_records(results)
+    [measured] = record["results"]
+    assert measured["train_images_per_second"] > 0 and measured["predict_images_per_second"] > 0
+
+
 def test_end_to_end_benchmark_summarises_every_stage(tmp_path):
     import yaml
 
@@ -132,6 +153,7 @@ def test_benchmarks_document_their_command_in_help():
         "input_pipeline.py",
         "train_throughput.py",
         "end_to_end.py",
+        "architectures.py",
     ):
         output = run_benchmark(script, "--help").stdout
         assert "--results" in output and "usage:" in output
