@@ -5,6 +5,7 @@ Takes `results/packed/{train,validation}/` and a run's settings; produces
 validation_record.npz, metrics.json, config.resolved.yaml and model.keras/best.keras (`fit`
 for deep runs, `baseline` for the HOG + logistic-regression baseline; `recorder` keeps the
 per-batch, per-epoch and per-image records and the resumable backup; `tables` writes them).
-Models and their in-model augmentation live in `models` and `layers`, the batch stream in
-`batches`, and the few backend-specific switches (TensorFlow or JAX) in `backend`.
+Models and their in-model augmentation live in `models` and `layers` (keras.applications
+architectures, and the Keras-free table the plan checks them against, in `applications`), the
+batch stream in `batches`, and the few backend-specific switches (TensorFlow or JAX) in `backend`.
 """
