@@ -65,6 +65,8 @@ wildcard_constraints:
     klass="|".join(CLASSES),
     shard=r"\d+",
     split="|".join(SPLITS),
+    run=r"[A-Za-z0-9][A-Za-z0-9_-]*",
+    replicate=r"\d+",
 
 
 include: "workflow/rules/simulate.smk"
@@ -79,3 +81,4 @@ rule all:
     default_target: True
     input:
         final_outputs(),
+        sibling_plots,

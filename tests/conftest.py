@@ -31,13 +31,15 @@ TINY_CONFIG = {
     },
     "runs": {},
 }
-# The runs of the finished tiny workflow: each kind of training rule, and the original
-# mistake at tiny scale (2 of 4 batches per epoch, 1 shuffled validation batch).
+# The runs of the finished tiny workflow: each kind of training rule, seed replicates, and
+# the original mistake at tiny scale (2 of 4 batches per epoch, 1 shuffled validation batch)
+# with its fixes verified by sibling runs.
 FINISHED_RUNS = {
     "cnn": {
         "model": "small_cnn",
         "epochs": 3,
         "batch_size": 8,
+        "repeats": 2,
         "augmentation": {"shear": 0.2, "zoom": 0.2, "horizontal_flip": True},
     },
     "cnn_partial": {
@@ -47,9 +49,20 @@ FINISHED_RUNS = {
         "steps_per_epoch": 2,
         "validation_steps": 1,
         "validation_shuffle": True,
+        "verify_fixes": True,
     },
     "base": {"model": "baseline"},
 }
+
+
+def seed_dir(run: str, replicate: int = 0) -> str:
+    """A replicate's folder, relative to results/."""
+    return f"runs/{run}/seed-{replicate}"
+
+
+def replicate_dirs(runs: dict = FINISHED_RUNS) -> list[str]:
+    """Every configured replicate's folder, relative to results/."""
+    return [seed_dir(run, k) for run in runs for k in range(runs[run].get("repeats", 1))]
 
 
 def write_config(directory: Path, config: dict, name: str = "config.yaml") -> Path:

@@ -148,12 +148,52 @@ KERAS_MODELS = ("resnet50", "small_cnn")
 BASELINE_MODEL = "baseline"
 
 
+# A fix-verification sibling is named <run>--fix-<finding code>, e.g. r--fix-partial_epoch.
+FIX_SEPARATOR = "--fix-"
+# Keys that say how many jobs a run becomes, not how one trains: never passed to training,
+# so changing them reruns nothing that exists.
+WORKFLOW_KEYS = ("repeats", "verify_fixes")
+
+
 def resolve_run(config: Mapping[str, Any], run: str) -> dict[str, Any]:
-    """A run's complete settings, its seed defaulting to the top-level seed."""
+    """A run's complete settings: seed and verify_fixes default to the top-level keys."""
     settings = dict(config["runs"][run])
     if settings.get("seed") is None:
         settings["seed"] = config["seed"]
+    settings.setdefault("repeats", 1)
+    if settings.get("verify_fixes") is None:
+        deep = settings.get("model") != BASELINE_MODEL
+        settings["verify_fixes"] = bool(config.get("verify_fixes", False)) and deep
     return settings
+
+
+def replicate_settings(settings: Mapping[str, Any], replicate: int) -> dict[str, Any]:
+    """What replicate k of a run trains with: the run's seed + k, workflow keys dropped."""
+    trained = {key: value for key, value in settings.items() if key not in WORKFLOW_KEYS}
+    trained["seed"] = settings["seed"] + replicate
+    return trained
+
+
+def sibling_name(run: str, code: str) -> str:
+    """The run that verifies the fix of finding `code` of `run`."""
+    return f"{run}{FIX_SEPARATOR}{code.lower()}"
+
+
+def parse_sibling(name: str) -> tuple[str, str | None]:
+    """(parent run, finding code) of a sibling's name; (name, None) for a configured run."""
+    parent, separator, code = name.partition(FIX_SEPARATOR)
+    return (parent, code.upper()) if separator else (name, None)
+
+
+def apply_change(settings: Mapping[str, Any], change: Mapping[str, Any]) -> dict[str, Any]:
+    """`settings` with `change` applied; a mapping (augmentation) is updated key by key."""
+    changed = dict(settings)
+    for key, value in change.items():
+        if isinstance(value, Mapping) and isinstance(changed.get(key), Mapping):
+            changed[key] = {**changed[key], **value}
+        else:
+            changed[key] = value
+    return changed
 
 
 def check_runs(config: Mapping[str, Any], search_path: str | os.PathLike | None) -> None:
@@ -163,6 +203,16 @@ def check_runs(config: Mapping[str, Any], search_path: str | os.PathLike | None)
     for run in config["runs"]:
         settings = resolve_run(config, run)
         key = f"runs.{run}"
+        if FIX_SEPARATOR in run:
+            raise ConfigError(
+                f"{key}: run names may not contain {FIX_SEPARATOR!r}; it marks the sibling "
+                "runs that verify fixes"
+            )
+        if settings["model"] == BASELINE_MODEL and config["runs"][run].get("verify_fixes"):
+            raise ConfigError(
+                f"{key}.verify_fixes: the baseline has no training settings to change; "
+                "verify the fixes of deep runs only"
+            )
         model = settings["model"]
         if is_plugin(model):
             _check_importable(f"{key}.model", model, search_path)

@@ -186,7 +186,7 @@ def good_run(finished_workflow, tmp_path_factory) -> Workflow:
 
 
 def test_the_good_run_has_trained_models(good_run):
-    assert (good_run.results / "runs/cnn/model.keras").exists()
+    assert (good_run.results / "runs/cnn/seed-0/model.keras").exists()
     assert (good_run.results / "comparison.tsv").exists()
 
 

@@ -11,10 +11,18 @@ import signal
 import subprocess
 from pathlib import Path
 
-from tests.conftest import Workflow, snakemake, snakemake_command
+from tests.conftest import (
+    FINISHED_RUNS,
+    TINY_CONFIG,
+    Workflow,
+    replicate_dirs,
+    snakemake,
+    snakemake_command,
+    write_config,
+)
 
-CNN_MODEL = "results/runs/cnn/model.keras"
-CNN_LOG = "results/logs/train/cnn.log"
+CNN_MODEL = "results/runs/cnn/seed-0/model.keras"
+CNN_LOG = "results/logs/train/cnn/seed-0.log"
 # In the order the workflow reaches them, each with the target the run is limited to (so
 # the point is reached whatever order Snakemake picks among ready jobs; None: every
 # output) and, for the training points, the epochs the killed `cnn` process must have
@@ -25,7 +33,7 @@ FAILPOINTS = [
     ("split.before_manifest", None, None),  # folders published, manifest not written
     ("pack.images_loaded", None, None),  # images.npy complete under its temporary name
     ("pack.before_labels", None, None),  # images.npy published, labels.npy not
-    ("baseline.before_write", "results/runs/base/metrics.json", None),  # fitted, not written
+    ("baseline.before_write", "results/runs/base/seed-0/metrics.json", None),  # fitted, not written
     ("train.after_backup", CNN_MODEL, (0, [1])),  # between epochs 1 and 2
     ("train.mid_epoch", CNN_MODEL, (1, [2])),  # inside epoch 2
     # Epoch 2's backup replacing epoch 1's: the old one moved aside, the new not yet in.
@@ -41,12 +49,13 @@ DETERMINISTIC = [
     "images/manifest.tsv",
     "packed/*/*",
     "samples/*.png",
-    "runs/*/history.tsv",
-    "runs/*/batches.tsv",
-    "runs/*/predictions.tsv",
-    "runs/*/diagnostics.json",
-    "runs/*/diagnostics.md",
-    "runs/*/config.resolved.yaml",
+    "runs/*/seed-*/history.tsv",
+    "runs/*/seed-*/batches.tsv",
+    "runs/*/seed-*/predictions.tsv",
+    "runs/*/seed-*/diagnostics.json",
+    "runs/*/seed-*/diagnostics.md",
+    "runs/*/seed-*/config.resolved.yaml",
+    "runs/*/fixes.json",
 ]
 
 
@@ -101,9 +110,18 @@ def workflow(
 def test_killed_at_every_point_the_workflow_recovers_to_identical_results(
     tmp_path, finished_workflow: Workflow
 ):
-    reference = fingerprints(finished_workflow.results)
-    config = tmp_path / "config.yaml"
-    config.write_bytes(finished_workflow.config.read_bytes())
+    # The shared workflow's runs without their second seed and verified fixes (jobs that
+    # only add time here): every output this config makes must equal the shared one's.
+    runs = {run: dict(settings) for run, settings in FINISHED_RUNS.items()}
+    runs["cnn"].pop("repeats")
+    runs["cnn_partial"].pop("verify_fixes")
+    config = write_config(tmp_path, {**TINY_CONFIG, "runs": runs})
+    expected = replicate_dirs(runs)
+    reference = {
+        name: digest
+        for name, digest in fingerprints(finished_workflow.results).items()
+        if not name.startswith("runs/") or name.startswith(tuple(f"{d}/" for d in expected))
+    }
     results = tmp_path / "results"
     for point, target, expected_training in FAILPOINTS:
         (tmp_path / CNN_LOG).unlink(missing_ok=True)  # so it holds this attempt's lines only
@@ -130,7 +148,7 @@ def test_killed_at_every_point_the_workflow_recovers_to_identical_results(
     assert fingerprints(results) == reference
     leftovers = [str(p) for p in results.rglob("*.tmp")] + [str(p) for p in results.rglob(".*.old")]
     assert leftovers == [], "temporary files left behind"
-    assert not (results / "runs/cnn/.backup").exists()
+    assert not (results / "runs/cnn/seed-0/.backup").exists()
 
 
 def test_a_killed_report_is_rebuilt_by_rerunning_the_command(tmp_path, finished_workflow):
@@ -146,6 +164,6 @@ def test_a_killed_report_is_rebuilt_by_rerunning_the_command(tmp_path, finished_
     report = (copy.results / "report.html").read_text()
     # Complete: the page's closing tag, and every run's diagnostics embedded.
     assert report.rstrip().endswith("</html>")
-    for run in ("cnn", "cnn_partial", "base"):
-        assert f"results/runs/{run}/diagnostics.md" in report
+    for folder in replicate_dirs():
+        assert f"results/{folder}/diagnostics.md" in report
     assert fingerprints(copy.results) == reference

@@ -10,12 +10,15 @@ import re
 import shutil
 import subprocess
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
 from scipy.stats import binomtest
 
-from tests.conftest import FINISHED_RUNS, TINY_CONFIG
+from simtrain.config import apply_change
+from simtrain.reporting.statistics import compare_accuracy
+from tests.conftest import FINISHED_RUNS, TINY_CONFIG, replicate_dirs, seed_dir
 
 RUN_ARTIFACTS = [
     "history.tsv",
@@ -38,17 +41,78 @@ REPORTED_COMPARISON = [
 
 
 def codes(results, run) -> set[str]:
-    diagnostics = json.loads((results / f"runs/{run}/diagnostics.json").read_text())
+    diagnostics = json.loads((results / seed_dir(run) / "diagnostics.json").read_text())
     return {finding["code"] for finding in diagnostics["findings"]}
 
 
-def test_every_run_has_its_artifacts(finished_workflow):
+def fix_plan(results) -> dict:
+    return json.loads((results / "runs/cnn_partial/fixes.json").read_text())
+
+
+def correct(results, folder):
+    predictions = pd.read_csv(results / folder / "predictions.tsv", sep="\t")
+    return (predictions["true"] == predictions["predicted"]).to_numpy()
+
+
+def test_every_replicate_has_its_artifacts(finished_workflow):
     results = finished_workflow.results
-    for run in FINISHED_RUNS:
+    for folder in replicate_dirs():
         for name in RUN_ARTIFACTS:
-            assert (results / "runs" / run / name).stat().st_size > 0, f"{run}/{name}"
-    assert (results / "runs/cnn/model.keras").exists()
-    assert (results / "benchmarks/train/cnn.tsv").exists()
+            assert (results / folder / name).stat().st_size > 0, f"{folder}/{name}"
+    assert (results / "runs/cnn/seed-1/model.keras").exists()
+    assert (results / "benchmarks/train/cnn/seed-1.tsv").exists()
+
+
+def test_replicates_train_with_successive_seeds_and_differ(finished_workflow):
+    results = finished_workflow.results
+    metrics = [
+        json.loads((results / seed_dir("cnn", k) / "metrics.json").read_text()) for k in (0, 1)
+    ]
+    assert [(m["replicate"], m["seed"]) for m in metrics] == [(0, 7), (1, 8)]
+    histories = [(results / seed_dir("cnn", k) / "history.tsv").read_text() for k in (0, 1)]
+    assert histories[0] != histories[1]
+    table = pd.read_csv(results / "comparison.tsv", sep="\t").set_index("run")
+    mean = np.mean([correct(results, seed_dir("cnn", k)).mean() for k in (0, 1)])
+    assert table.loc["cnn", "seeds"] == 2
+    assert table.loc["cnn", "final_val_accuracy"] == pytest.approx(mean, abs=1e-4)
+    assert table.loc["cnn", "interval"] == "t over 2 seeds + images"
+
+
+def test_each_verifiable_finding_trained_a_sibling_with_exactly_its_change(finished_workflow):
+    results = finished_workflow.results
+    plan = fix_plan(results)
+    assert "PARTIAL_EPOCH" in [fix["code"] for fix in plan["fixes"]]
+    parent = yaml.safe_load(
+        (results / seed_dir("cnn_partial") / "config.resolved.yaml").read_text()
+    )
+    for fix in plan["fixes"]:
+        sibling = yaml.safe_load(
+            (results / seed_dir(fix["sibling"]) / "config.resolved.yaml").read_text()
+        )
+        expected = apply_change(parent["runs"]["cnn_partial"], fix["change"])
+        assert sibling["runs"][fix["sibling"]] == expected, fix["code"]
+        assert fix["code"] not in codes(results, fix["sibling"]) or fix["code"] == "UNDER_TRAINED"
+
+
+def test_fixes_md_gives_a_verdict_and_evidence_for_every_sibling(finished_workflow):
+    results = finished_workflow.results
+    plan = fix_plan(results)
+    markdown = (results / "runs/cnn_partial/fixes.md").read_text()
+    table = pd.read_csv(results / "runs/cnn_partial/fixes.tsv", sep="\t")
+    assert table["sibling"].tolist() == [fix["sibling"] for fix in plan["fixes"]]
+    for _, row in table.iterrows():
+        assert f"## `{row['finding']}`: **{row['verdict']}**" in markdown
+        assert row["verdict"] in ("confirmed", "not confirmed")
+        # The paired test is the one comparison.py uses, on the same validation images.
+        expected = compare_accuracy(
+            correct(results, seed_dir(row["sibling"])), correct(results, seed_dir("cnn_partial"))
+        )
+        assert row["p_value"] == pytest.approx(expected.p_value, rel=1e-3, abs=1e-4)
+    comparison = (results / "comparison.md").read_text()
+    assert "## Verified fixes" in comparison
+    for fix in plan["fixes"]:
+        assert f"| `{fix['sibling']}` |" in comparison
+        assert f"| `cnn_partial` | `{fix['code']}` |" in comparison
 
 
 def test_partial_epochs_are_diagnosed_and_full_coverage_is_not(finished_workflow):
@@ -60,38 +124,40 @@ def test_partial_epochs_are_diagnosed_and_full_coverage_is_not(finished_workflow
 def test_comparison_accuracies_are_those_of_each_runs_predictions(finished_workflow):
     results = finished_workflow.results
     table = pd.read_csv(results / "comparison.tsv", sep="\t").set_index("run")
-    assert sorted(table.index) == sorted(FINISHED_RUNS)
-    for run in FINISHED_RUNS:
-        predictions = pd.read_csv(results / f"runs/{run}/predictions.tsv", sep="\t")
+    siblings = [fix["sibling"] for fix in fix_plan(results)["fixes"]]
+    assert table.index.tolist() == [*FINISHED_RUNS, *siblings]
+    for run in ["cnn_partial", "base", *siblings]:
+        predictions = pd.read_csv(results / seed_dir(run) / "predictions.tsv", sep="\t")
         accuracy = (predictions["true"] == predictions["predicted"]).mean()
         assert table.loc[run, "final_val_accuracy"] == pytest.approx(accuracy, abs=1e-4), run
         assert table.loc[run, "validation_images"] == len(predictions)
 
 
-def test_beats_baseline_follows_an_exact_mcnemar_test_on_the_same_images(finished_workflow):
+def test_beats_baseline_follows_the_paired_test_on_the_same_images(finished_workflow):
     results = finished_workflow.results
     table = pd.read_csv(results / "comparison.tsv", sep="\t", keep_default_na=False)
     table = table.set_index("run")
 
-    def correct(run):
-        predictions = pd.read_csv(results / f"runs/{run}/predictions.tsv", sep="\t")
-        return (predictions["true"] == predictions["predicted"]).to_numpy()
-
-    baseline = correct("base")
+    baseline = correct(results, seed_dir("base"))
     assert table.loc["base", "beats_baseline"] == ""  # the baseline is not compared to itself
-    for run in ("cnn", "cnn_partial"):
-        deep = correct(run)
-        only_deep, only_base = int((deep & ~baseline).sum()), int((~deep & baseline).sum())
-        discordant = only_deep + only_base
-        p = binomtest(only_deep, discordant).pvalue if discordant else 1.0
-        assert float(table.loc[run, "mcnemar_p"]) == pytest.approx(p, abs=1e-3), run
-        expected = "yes" if deep.mean() > baseline.mean() and p < 0.05 else "no"
-        assert table.loc[run, "beats_baseline"] == expected, run
+    deep = correct(results, seed_dir("cnn_partial"))
+    only_deep, only_base = int((deep & ~baseline).sum()), int((~deep & baseline).sum())
+    discordant = only_deep + only_base
+    p = binomtest(only_deep, discordant).pvalue if discordant else 1.0
+    assert float(table.loc["cnn_partial", "p_value"]) == pytest.approx(p, abs=1e-3)
+    assert table.loc["cnn_partial", "test"] == "exact McNemar"
+    expected = "yes" if deep.mean() > baseline.mean() and p < 0.05 else "no"
+    assert table.loc["cnn_partial", "beats_baseline"] == expected
+    # Two seeds: the seed-aware t test, whose numbers follow from both seeds' predictions.
+    seeds = np.stack([correct(results, seed_dir("cnn", k)) for k in (0, 1)])
+    outcome = compare_accuracy(seeds, baseline)
+    assert float(table.loc["cnn", "p_value"]) == pytest.approx(outcome.p_value, abs=1e-3)
+    assert table.loc["cnn", "test"] == outcome.test == "t, seeds + images, 1 df"
 
 
 def test_comparison_markdown_has_one_row_per_run_with_its_main_finding(finished_workflow):
     results = finished_workflow.results
-    markdown = (results / "comparison.md").read_text()
+    markdown = (results / "comparison.md").read_text().split("## How to read this")[0]
     table = pd.read_csv(results / "comparison.tsv", sep="\t").set_index("run")
     for run in FINISHED_RUNS:
         [row] = [line for line in markdown.splitlines() if line.startswith(f"| `{run}` |")]
@@ -103,7 +169,7 @@ def test_comparison_markdown_has_one_row_per_run_with_its_main_finding(finished_
 
 def test_resolved_config_reproduces_the_run(finished_workflow):
     resolved = yaml.safe_load(
-        (finished_workflow.results / "runs/cnn/config.resolved.yaml").read_text()
+        (finished_workflow.results / seed_dir("cnn") / "config.resolved.yaml").read_text()
     )
     assert resolved["runs"]["cnn"]["seed"] == TINY_CONFIG["seed"]
     configured = FINISHED_RUNS["cnn"]["augmentation"]
@@ -136,14 +202,21 @@ def embedded_bytes(entry: dict) -> bytes:
 
 def test_report_embeds_every_runs_figures_and_diagnostics_unchanged(finished_workflow, report):
     embedded = embedded_results(report.read_text())
-    for run in FINISHED_RUNS:
+    siblings = [fix["sibling"] for fix in fix_plan(finished_workflow.results)["fixes"]]
+    folders = replicate_dirs() + [seed_dir(sibling) for sibling in siblings]
+    for folder in folders:
         for name in REPORTED_RUN_FILES:
-            key = f"results/runs/{run}/{name}"
+            key = f"results/{folder}/{name}"
             assert key in embedded, f"{key} is missing from the report"
             on_disk = (finished_workflow.workdir / key).read_bytes()
             assert embedded_bytes(embedded[key]) == on_disk, key
-    diagnostics = embedded_bytes(embedded["results/runs/cnn_partial/diagnostics.md"]).decode()
+    partial = embedded["results/runs/cnn_partial/seed-0/diagnostics.md"]
+    diagnostics = embedded_bytes(partial).decode()
     assert "PARTIAL_EPOCH" in diagnostics and "PARTIAL_VALIDATION" in diagnostics
+    for name in ("fixes.md", "fixes.png"):
+        key = f"results/runs/cnn_partial/{name}"
+        on_disk = (finished_workflow.workdir / key).read_bytes()
+        assert embedded_bytes(embedded[key]) == on_disk, key
 
 
 def test_report_embeds_the_comparison_and_the_sample_grids(finished_workflow, report):
@@ -211,8 +284,12 @@ def test_rendered_report_lists_every_run(report, tmp_path):
 @pytest.mark.parametrize("run", ["cnn", "cnn_partial"])
 def test_rendered_report_shows_a_runs_figures_and_diagnostics(report, tmp_path, run):
     text = rendered_text(report, ["Runs", run], tmp_path)
-    for name in REPORTED_RUN_FILES:
-        assert f"results/runs/{run}/{name}" in text, f"{run}/{name} is not shown"
+    # A run's page is a table of its files, labelled by replicate and kind.
+    assert " replicate file " in text
+    for replicate in range(FINISHED_RUNS[run].get("repeats", 1)):
+        for name in REPORTED_RUN_FILES:
+            label = f"seed-{replicate} {name.split('.')[0]}"
+            assert f" {label} " in text, f"{run}: {label} is not shown"
 
 
 def test_rendered_report_shows_the_comparison(report, tmp_path):

@@ -17,7 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, TINY_CONFIG, snakemake, write_config
+from tests.conftest import (
+    FINISHED_RUNS,
+    ROOT,
+    TINY_CONFIG,
+    replicate_dirs,
+    snakemake,
+    write_config,
+)
 
 pytestmark = pytest.mark.slurm
 
@@ -34,8 +41,14 @@ CI_STATUS_FLAGS = (
     "--seconds-between-status-checks",
     "2",
 )
-# Jobs Snakemake runs itself instead of submitting.
-LOCAL_RULES = {"all"}
+# What a replicate writes that must not depend on where it ran (CPU: bit-reproducible).
+RESULT_FILES = [
+    "history.tsv",
+    "batches.tsv",
+    "predictions.tsv",
+    "diagnostics.json",
+    "config.resolved.yaml",
+]
 # One tiny run per training rule the workflow defines; the deep run exercises GPU routing.
 TINY_RUNS = {
     "train_run": {"cnn": {"model": "small_cnn", "epochs": 1, "batch_size": 8}},
@@ -46,6 +59,16 @@ PACKED_FILES = [
     for split in ("train", "validation")
     for name in ("images.npy", "labels.npy", "classes.json")
 ]
+
+
+def local_rules() -> set[str]:
+    """Rules Snakemake runs itself instead of submitting: `all` and the localrules lists."""
+    sources = [ROOT / "Snakefile", *sorted((ROOT / "workflow" / "rules").glob("*.smk"))]
+    names = {"all"}
+    for source in sources:
+        for block in re.findall(r"^localrules:\n((?:    .*\n)+)", source.read_text(), re.M):
+            names |= {name.strip(" ,") for name in block.split() if name.strip(" ,")}
+    return names
 
 
 def defined_rules() -> set[str]:
@@ -191,36 +214,28 @@ def test_slurm_profile_dry_runs_and_lints_like_the_default(cluster_env, tmp_path
 
 
 def test_workflow_runs_every_job_on_slurm_and_matches_a_local_run(
-    slurm_cluster, cluster_env, tmp_path
+    slurm_cluster, cluster_env, tmp_path, finished_workflow
 ):
-    rules = defined_rules()
-    training_rules = [rule for rule in TINY_RUNS if rule in rules]
-    # One shard per class: three simulation jobs still fan out, at a third of the start-ups.
-    config = {**TINY_CONFIG, "images_per_shard": TINY_CONFIG["images_per_class"], "runs": {}}
-    for rule in training_rules:
-        config["runs"].update(TINY_RUNS[rule])
-    # Stop after training: diagnostics and reports add nothing Slurm-specific.
-    targets = ("--until", *training_rules) if training_rules else ()
-    cluster_dir, local_dir = tmp_path / "cluster", tmp_path / "local"
-    for directory in (cluster_dir, local_dir):
-        directory.mkdir()
-        write_config(directory, config)
+    # Renaming a training rule must fail here, not silently drop the GPU checks.
+    assert {"train_run", "train_baseline"} <= defined_rules()
+    # The shared local workflow's cnn (both seeds, as two jobs side by side) and baseline,
+    # with one shard per class: the images, hence every result, must come out the same.
+    runs = {run: FINISHED_RUNS[run] for run in ("cnn", "base")}
+    config = {**TINY_CONFIG, "images_per_shard": TINY_CONFIG["images_per_class"], "runs": runs}
+    configfile = write_config(tmp_path, config)
 
     env = {**cluster_env, **slurm_cluster}
-    result = cluster_snakemake(
-        cluster_dir,
-        env,
-        *("--configfile", str(cluster_dir / "config.yaml"), *CI_STATUS_FLAGS, *targets),
-    )
+    result = cluster_snakemake(tmp_path, env, *("--configfile", str(configfile), *CI_STATUS_FLAGS))
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-6000:]
 
     run_id = re.search(r"SLURM run ID: (\S+)", log)[1]
     jobs = slurm_jobs(run_id, env)
     expected = job_stats(log)
-    for rule in LOCAL_RULES:
+    for rule in local_rules():
         expected.pop(rule, None)
     assert Counter(job["rule"] for job in jobs) == expected
+    assert expected["train_run"] == 2 and expected["diagnose_run"] == 3
     assert {job["state"] for job in jobs} == {"COMPLETED"}
     for job in jobs:
         if job["rule"] == "train_run":
@@ -236,10 +251,13 @@ def test_workflow_runs_every_job_on_slurm_and_matches_a_local_run(
         else:
             assert job["partition"] == "cpu", job
 
-    snakemake(local_dir, "--cores", "2", "--configfile", str(local_dir / "config.yaml"), *targets)
-    for name in [*PACKED_FILES, "results/images/manifest.tsv"]:
-        assert (cluster_dir / name).read_bytes() == (local_dir / name).read_bytes(), name
-    for run in config["runs"]:
-        cluster_files = sorted(p.name for p in (cluster_dir / "results/runs" / run).iterdir())
-        local_files = sorted(p.name for p in (local_dir / "results/runs" / run).iterdir())
-        assert cluster_files == local_files, run
+    local = finished_workflow.workdir
+    for name in PACKED_FILES:
+        assert (tmp_path / name).read_bytes() == (local / name).read_bytes(), name
+    for folder in replicate_dirs(runs):
+        for name in RESULT_FILES:
+            path = f"results/{folder}/{name}"
+            if (local / path).exists():
+                assert (tmp_path / path).read_bytes() == (local / path).read_bytes(), path
+            else:
+                assert name == "batches.tsv" and folder.startswith("runs/base/"), path

@@ -187,7 +187,7 @@ def trained_runs(tmp_path_factory):
         },
     }
     path = write_config(workdir, config)
-    targets = ["results/runs/builtin/metrics.json", "results/runs/plugin/metrics.json"]
+    targets = [f"results/runs/{run}/seed-0/metrics.json" for run in ("builtin", "plugin")]
     snakemake(workdir, *targets, "--cores", "2", "--configfile", str(path))
     return workdir, path, targets
 
@@ -213,7 +213,7 @@ def test_changing_execution_settings_retrains_nothing_and_is_recorded(trained_ru
         }
 
     assert planned_training(workdir, path, targets, change) == {}
-    metrics = json.loads((workdir / "results/runs/builtin/metrics.json").read_text())
+    metrics = json.loads((workdir / "results/runs/builtin/seed-0/metrics.json").read_text())
     assert metrics["execution"] == {
         "loader_workers": 2,
         "mixed_precision": "auto",

@@ -1,10 +1,19 @@
 # Shared helpers of the workflow (config lookups, library paths), kept apart from its rules.
+import json
 import os
+import re
 from pathlib import Path
 
 from simtrain.common.modules import module_files
 from simtrain.common.plugins import is_plugin, plugin_source_file
-from simtrain.config import BASELINE_MODEL, resolve_run
+from simtrain.config import (
+    BASELINE_MODEL,
+    FIX_SEPARATOR,
+    apply_change,
+    parse_sibling,
+    replicate_settings,
+    resolve_run,
+)
 from simtrain.data.simulate import shard_count
 from simtrain.data.simulators import simulator_source_file
 
@@ -18,6 +27,20 @@ SPLITS = ["train", "validation"]
 RUNS = list(config["runs"])
 DEEP_RUNS = [r for r in RUNS if config["runs"][r]["model"] != BASELINE_MODEL]
 BASELINE_RUNS = [r for r in RUNS if r not in DEEP_RUNS]
+# Deep runs whose diagnosed fixes are tried: their siblings <run>--fix-<code> are known only
+# after the plan_fixes checkpoint has read the run's diagnostics.
+VERIFYING_RUNS = [r for r in DEEP_RUNS if resolve_run(config, r)["verify_fixes"]]
+
+
+def _one_of(names):
+    return "|".join(map(re.escape, names)) or "^$"
+
+
+# Wildcard patterns: a deep run is a configured one or a verifying run's sibling.
+DEEP_RUN_PATTERN = f"(?:{_one_of(DEEP_RUNS)})" + (
+    f"(?:{re.escape(FIX_SEPARATOR)}[a-z_]+)?" if VERIFYING_RUNS else ""
+)
+BASELINE_RUN_PATTERN = _one_of(BASELINE_RUNS)
 
 
 def library_files(script):
@@ -42,7 +65,7 @@ def simulator_files(wildcards):
 def model_files(wildcards):
     """The module defining a plug-in model, so editing it retrains the runs that use it
     (the built-in models are part of library_files already)."""
-    model = config["runs"][wildcards.run]["model"]
+    model = config["runs"][parse_sibling(wildcards.run)[0]]["model"]
     source = (
         plugin_source_file(model, "model", os.getcwd()) if is_plugin(model) else None
     )
@@ -63,12 +86,55 @@ def packed(split):
     )
 
 
-def run_settings(run):
-    return resolve_run(config, run)
+def fix_plan_path(run):
+    return f"results/runs/{run}/fixes.json"
 
 
-def resolved_config(run):
-    """What config.resolved.yaml records: the data config and this run's settings."""
+def sibling_change(run):
+    """The config change a sibling trains with, from its parent's fix plan (which exists:
+    the sibling became a job only after the plan_fixes checkpoint wrote it)."""
+    parent, code = parse_sibling(run)
+    with open(fix_plan_path(parent)) as handle:
+        plan = json.load(handle)
+    for fix in plan["fixes"]:
+        if fix["code"] == code:
+            return fix["change"]
+    raise ValueError(
+        f"{fix_plan_path(parent)}: no fix {code!r} to verify for run {run!r}"
+    )
+
+
+def run_settings(run, replicate=None):
+    """A run's settings (a sibling's: its parent's with the fix applied); with `replicate`,
+    what that replicate trains with (its seed, no workflow-only keys)."""
+    parent, code = parse_sibling(run)
+    settings = resolve_run(config, parent)
+    if code is not None:
+        settings = apply_change(settings, sibling_change(run)) | {"verify_fixes": False}
+    return (
+        settings if replicate is None else replicate_settings(settings, int(replicate))
+    )
+
+
+def fix_plan_input(wildcards):
+    """A sibling's dependency on its parent's fix plan; ancient() because a rewritten plan
+    with the same change must not retrain it (the change itself is a param)."""
+    parent, code = parse_sibling(wildcards.run)
+    if code is None:
+        return []
+    return ancient(checkpoints.plan_fixes.get(run=parent).output.plan)
+
+
+def replicates(run):
+    return range(run_settings(run)["repeats"])
+
+
+def seed_dirs(run):
+    return [f"results/runs/{run}/seed-{k}" for k in replicates(run)]
+
+
+def resolved_config(run, replicate):
+    """What config.resolved.yaml records: the data config and this replicate's settings."""
     data = {
         k: config[k]
         for k in (
@@ -79,13 +145,24 @@ def resolved_config(run):
             "classes",
         )
     }
-    return {**data, "runs": {run: run_settings(run)}}
+    return {**data, "runs": {run: run_settings(run, replicate)}}
 
 
-def run_files(*names, runs=None):
-    return expand(
-        "results/runs/{run}/{name}", run=RUNS if runs is None else runs, name=names
-    )
+def siblings(run):
+    """The sibling runs verifying `run`'s fixes (after its plan_fixes checkpoint ran)."""
+    plan = checkpoints.plan_fixes.get(run=run).output.plan
+    with open(plan) as handle:
+        return [fix["sibling"] for fix in json.load(handle)["fixes"]]
+
+
+def all_runs():
+    """Configured runs, then each verifying run's siblings (an input function: it waits for
+    the plan_fixes checkpoints)."""
+    return RUNS + [s for run in VERIFYING_RUNS for s in siblings(run)]
+
+
+def run_files(*names, runs):
+    return [f"{d}/{name}" for run in runs for d in seed_dirs(run) for name in names]
 
 
 def final_outputs():
@@ -94,10 +171,21 @@ def final_outputs():
         "results/samples/validation.png",
     ]
     if RUNS:
-        outputs += run_files("diagnostics.json", "curves.png", "confusion.png")
         outputs += ["results/comparison.tsv", "results/comparison.md"]
         outputs += expand("results/samples/model_view/{run}.png", run=DEEP_RUNS)
+        outputs += expand("results/runs/{run}/fixes.md", run=VERIFYING_RUNS)
+        outputs += run_files(*PLOT_NAMES, runs=RUNS)
     return outputs
+
+
+PLOT_NAMES = ["diagnostics.json", "curves.png", "confusion.png"]
+
+
+def sibling_plots(wildcards):
+    """The sibling runs' diagnostics and plots, known once the plan_fixes checkpoints ran
+    (the configured runs' are in final_outputs, so a dry run lists them)."""
+    runs = [s for run in VERIFYING_RUNS for s in siblings(run)]
+    return run_files(*PLOT_NAMES, runs=runs)
 
 
 TRAIN_OUTPUTS = [
@@ -109,9 +197,15 @@ TRAIN_OUTPUTS = [
 ]
 
 
+def is_deep(run):
+    return parse_sibling(run)[0] in DEEP_RUNS
+
+
 def run_outputs(wildcards):
-    """A run's training outputs: the deep rule's when it has a model, else the baseline's."""
+    """A replicate's training outputs: the deep rule's when it has a model, else the
+    baseline's."""
     names = TRAIN_OUTPUTS + (
-        ["batches.tsv", "model.keras"] if wildcards.run in DEEP_RUNS else []
+        ["batches.tsv", "model.keras"] if is_deep(wildcards.run) else []
     )
-    return [f"results/runs/{wildcards.run}/{name}" for name in names]
+    seed_dir = f"results/runs/{wildcards.run}/seed-{wildcards.replicate}"
+    return [f"{seed_dir}/{name}" for name in names]

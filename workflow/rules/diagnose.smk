@@ -1,3 +1,7 @@
+localrules:
+    plan_fixes,
+
+
 rule diagnose_run:
     input:
         run=run_outputs,
@@ -5,17 +9,18 @@ rule diagnose_run:
         validation=packed("validation"),
         code=library_files("diagnose.py"),
     output:
-        json="results/runs/{run}/diagnostics.json",
+        json="results/runs/{run}/seed-{replicate}/diagnostics.json",
         markdown=report(
-            "results/runs/{run}/diagnostics.md",
+            "results/runs/{run}/seed-{replicate}/diagnostics.md",
             caption="../report/diagnostics.rst",
             category="Runs",
             subcategory="{run}",
+            labels={"replicate": "seed-{replicate}", "file": "diagnostics"},
         ),
     log:
-        "results/logs/diagnose/{run}.log",
+        "results/logs/diagnose/{run}/seed-{replicate}.log",
     benchmark:
-        "results/benchmarks/diagnose/{run}.tsv"
+        "results/benchmarks/diagnose/{run}/seed-{replicate}.tsv"
     conda:
         TRAIN_ENV
     threads: min(2, MACHINE_CPUS)
@@ -23,7 +28,25 @@ rule diagnose_run:
         # Peaks at ~4.3 GB on ResNet50 (the model, its activations over the validation set).
         mem_mb=6000,
     params:
-        settings=lambda w: run_settings(w.run),
+        settings=lambda w: run_settings(w.run, w.replicate),
         keras_backend=config["keras_backend"],
     script:
         "../scripts/diagnose.py"
+
+
+# Decides, once a verifying run is diagnosed, which sibling runs verify its fixes: Snakemake
+# re-plans after it, so the siblings train and are diagnosed like any run.
+checkpoint plan_fixes:
+    input:
+        diagnostics=lambda w: [f"{d}/diagnostics.json" for d in seed_dirs(w.run)],
+        code=library_files("plan_fixes.py"),
+    output:
+        plan="results/runs/{run}/fixes.json",
+    log:
+        "results/logs/plan_fixes/{run}.log",
+    wildcard_constraints:
+        run=_one_of(VERIFYING_RUNS),
+    params:
+        settings=lambda w: run_settings(w.run),
+    script:
+        "../scripts/plan_fixes.py"

@@ -3,36 +3,40 @@ localrules:
     plot_run,
     plot_samples,
     compare_runs,
+    verify_fixes,
 
 
 rule plot_run:
     input:
         run=run_outputs,
-        diagnostics="results/runs/{run}/diagnostics.json",
+        diagnostics="results/runs/{run}/seed-{replicate}/diagnostics.json",
         code=library_files("report_run.py"),
     output:
         curves=report(
-            "results/runs/{run}/curves.png",
+            "results/runs/{run}/seed-{replicate}/curves.png",
             caption="../report/curves.rst",
             category="Runs",
             subcategory="{run}",
+            labels={"replicate": "seed-{replicate}", "file": "curves"},
         ),
         batches=report(
-            "results/runs/{run}/batches.png",
+            "results/runs/{run}/seed-{replicate}/batches.png",
             caption="../report/batches.rst",
             category="Runs",
             subcategory="{run}",
+            labels={"replicate": "seed-{replicate}", "file": "batches"},
         ),
         confusion=report(
-            "results/runs/{run}/confusion.png",
+            "results/runs/{run}/seed-{replicate}/confusion.png",
             caption="../report/confusion.rst",
             category="Runs",
             subcategory="{run}",
+            labels={"replicate": "seed-{replicate}", "file": "confusion"},
         ),
     log:
-        "results/logs/plot/{run}.log",
+        "results/logs/plot/{run}/seed-{replicate}.log",
     benchmark:
-        "results/benchmarks/plot/{run}.tsv"
+        "results/benchmarks/plot/{run}/seed-{replicate}.tsv"
     conda:
         "../../envs/report.yaml"
     script:
@@ -64,7 +68,10 @@ rule plot_samples:
 
 rule compare_runs:
     input:
-        runs=run_files(*TRAIN_OUTPUTS, "diagnostics.json"),
+        # Siblings included: an input function, so it waits for the plan_fixes checkpoints.
+        runs=lambda w: run_files(*TRAIN_OUTPUTS, runs=all_runs()),
+        diagnostics=lambda w: run_files("diagnostics.json", runs=all_runs()),
+        fixes=expand("results/runs/{run}/fixes.tsv", run=VERIFYING_RUNS),
         code=library_files("report_comparison.py"),
     output:
         tsv=report(
@@ -98,15 +105,14 @@ rule compare_runs:
         "results/benchmarks/compare.tsv"
     conda:
         "../../envs/report.yaml"
-    params:
-        run_dirs=expand("results/runs/{run}", run=RUNS),
     script:
         "../scripts/report_comparison.py"
 
 
 rule plot_model_view:
     input:
-        model="results/runs/{run}/model.keras",
+        # The first replicate's model: the view shows inputs, which all replicates share.
+        model="results/runs/{run}/seed-0/model.keras",
         train=packed("train"),
         validation=packed("validation"),
         code=library_files("report_model_view.py"),
@@ -122,7 +128,7 @@ rule plot_model_view:
     benchmark:
         "results/benchmarks/model_view/{run}.tsv"
     wildcard_constraints:
-        run="|".join(DEEP_RUNS) or "^$",
+        run=_one_of(DEEP_RUNS),
     conda:
         TRAIN_ENV
     threads: 1
@@ -133,3 +139,42 @@ rule plot_model_view:
         model=lambda w: config["runs"][w.run]["model"],
     script:
         "../scripts/report_model_view.py"
+
+
+rule verify_fixes:
+    input:
+        plan="results/runs/{run}/fixes.json",
+        runs=lambda w: run_files(
+            "predictions.tsv",
+            "history.tsv",
+            "metrics.json",
+            runs=[w.run, *siblings(w.run)],
+        ),
+        diagnostics=lambda w: run_files(
+            "diagnostics.json", runs=[w.run, *siblings(w.run)]
+        ),
+        code=library_files("report_fixes.py"),
+    output:
+        markdown=report(
+            "results/runs/{run}/fixes.md",
+            caption="../report/fixes.rst",
+            category="Verified fixes",
+            subcategory="{run}",
+        ),
+        tsv="results/runs/{run}/fixes.tsv",
+        curves=report(
+            "results/runs/{run}/fixes.png",
+            caption="../report/fixes_curves.rst",
+            category="Verified fixes",
+            subcategory="{run}",
+        ),
+    log:
+        "results/logs/verify_fixes/{run}.log",
+    benchmark:
+        "results/benchmarks/verify_fixes/{run}.tsv"
+    wildcard_constraints:
+        run=_one_of(VERIFYING_RUNS),
+    conda:
+        "../../envs/report.yaml"
+    script:
+        "../scripts/report_fixes.py"

@@ -4,18 +4,19 @@ rule train_run:
         validation=packed("validation"),
         code=library_files("train.py"),
         model=model_files,
+        fix_plan=fix_plan_input,
     output:
-        multiext("results/runs/{run}/", *TRAIN_OUTPUTS),
-        batches="results/runs/{run}/batches.tsv",
-        model="results/runs/{run}/model.keras",
-        best="results/runs/{run}/best.keras",
-        record="results/runs/{run}/validation_record.npz",
+        multiext("results/runs/{run}/seed-{replicate}/", *TRAIN_OUTPUTS),
+        batches="results/runs/{run}/seed-{replicate}/batches.tsv",
+        model="results/runs/{run}/seed-{replicate}/model.keras",
+        best="results/runs/{run}/seed-{replicate}/best.keras",
+        record="results/runs/{run}/seed-{replicate}/validation_record.npz",
     log:
-        "results/logs/train/{run}.log",
+        "results/logs/train/{run}/seed-{replicate}.log",
     benchmark:
-        "results/benchmarks/train/{run}.tsv"
+        "results/benchmarks/train/{run}/seed-{replicate}.tsv"
     wildcard_constraints:
-        run="|".join(DEEP_RUNS) or "^$",
+        run=DEEP_RUN_PATTERN,
     conda:
         TRAIN_ENV
     # All local cores: trainings never run side by side fighting over a CPU.
@@ -24,8 +25,8 @@ rule train_run:
         training_jobs=1,
         mem_mb=8000,
     params:
-        settings=lambda w: run_settings(w.run),
-        resolved=lambda w: resolved_config(w.run),
+        settings=lambda w: run_settings(w.run, w.replicate),
+        resolved=lambda w: resolved_config(w.run, w.replicate),
         # Changes the numbers, so a rerun trigger. config["execution"] (how, not what) is
         # read by the script instead: a param would retrain every run when it changes.
         keras_backend=config["keras_backend"],
@@ -39,17 +40,17 @@ rule train_baseline:
         validation=packed("validation"),
         code=library_files("train_baseline.py"),
     output:
-        multiext("results/runs/{run}/", *TRAIN_OUTPUTS),
+        multiext("results/runs/{run}/seed-{replicate}/", *TRAIN_OUTPUTS),
     log:
-        "results/logs/train/{run}.log",
+        "results/logs/train/{run}/seed-{replicate}.log",
     benchmark:
-        "results/benchmarks/train/{run}.tsv"
+        "results/benchmarks/train/{run}/seed-{replicate}.tsv"
     wildcard_constraints:
-        run="|".join(BASELINE_RUNS) or "^$",
+        run=BASELINE_RUN_PATTERN,
     conda:
         TRAIN_ENV
     params:
-        settings=lambda w: run_settings(w.run),
-        resolved=lambda w: resolved_config(w.run),
+        settings=lambda w: run_settings(w.run, w.replicate),
+        resolved=lambda w: resolved_config(w.run, w.replicate),
     script:
         "../scripts/train_baseline.py"

@@ -17,11 +17,13 @@ prepare_job(snakemake.threads)
 
 from simtrain.reporting.artifacts import compare_run_dirs
 
+# One folder per replicate (results/runs/{run}/seed-{k}), configured runs first, then siblings.
 compare_run_dirs(
-    snakemake.params.run_dirs,
+    [Path(path).parent for path in snakemake.input.diagnostics],
     tsv=snakemake.output.tsv,
     markdown=snakemake.output.markdown,
     accuracy_plot=snakemake.output.accuracy,
     best_plot=snakemake.output.best,
     learning_curve_plot=snakemake.output.learning_curve,
+    fix_tables=snakemake.input.fixes,
 )

@@ -29,6 +29,7 @@ train_run(
     validation_dir=Path(snakemake.input.validation[0]).parent,
     out_dir=Path(snakemake.output.model).parent,
     resolved_config=snakemake.params.resolved,
+    replicate=int(snakemake.wildcards.replicate),
     threads=snakemake.threads,
     workers=execution["loader_workers"],
     mixed_precision=execution["mixed_precision"],

@@ -25,4 +25,5 @@ train_baseline(
     validation_dir=Path(snakemake.input.validation[0]).parent,
     out_dir=Path(snakemake.output[0]).parent,
     resolved_config=snakemake.params.resolved,
+    replicate=int(snakemake.wildcards.replicate),
 )

@@ -6,9 +6,17 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import pandas as pd
+
 from simtrain.common.failpoints import failpoint
 from simtrain.data.arrays import PackedSplit
-from simtrain.reporting.comparison import compare_runs, learning_curve, write_comparison
+from simtrain.diagnosis.fixes import read_fix_plan
+from simtrain.reporting.comparison import (
+    compare_runs,
+    group_replicates,
+    learning_curve,
+    write_comparison,
+)
 from simtrain.reporting.plots import (
     plot_batches,
     plot_best_accuracy,
@@ -19,6 +27,12 @@ from simtrain.reporting.plots import (
     plot_validation_accuracy,
 )
 from simtrain.reporting.run_results import load_run
+from simtrain.reporting.verification import (
+    RunGroup,
+    plot_before_after,
+    verify_fixes,
+    write_verification,
+)
 
 
 def noise_band(diagnostics: dict) -> dict[str, float] | None:
@@ -64,11 +78,38 @@ def compare_run_dirs(
     accuracy_plot,
     best_plot,
     learning_curve_plot,
+    fix_tables: Sequence[str | os.PathLike] = (),
 ) -> None:
     results = [load_run(d) for d in run_dirs]
     table = compare_runs(results)
-    write_comparison(table, tsv, markdown)
+    verified = [
+        pd.read_csv(path, sep="\t").assign(run=Path(path).parent.name) for path in fix_tables
+    ]
+    write_comparison(table, tsv, markdown, pd.concat(verified) if verified else None)
     failpoint("compare.between_files")
-    plot_validation_accuracy({r.run: r.history for r in results}, accuracy_plot)
+    histories = {
+        run: [r.history for r in group if r.history is not None]
+        for run, group in group_replicates(results).items()
+    }
+    plot_validation_accuracy(histories, accuracy_plot)
     plot_best_accuracy(table, best_plot)
     plot_learning_curve(learning_curve(results), learning_curve_plot)
+
+
+def verify_run_dirs(
+    plan_path: str | os.PathLike,
+    run_dirs: Sequence[str | os.PathLike],
+    *,
+    markdown,
+    tsv,
+    curves,
+) -> None:
+    """fixes.md/.tsv/.png of one verifying run, from its and its siblings' replicate folders."""
+    plan = read_fix_plan(plan_path)
+    groups = {
+        run: RunGroup(run, group)
+        for run, group in group_replicates([load_run(d) for d in run_dirs]).items()
+    }
+    table = verify_fixes(plan, groups)
+    write_verification(plan, table, markdown, tsv)
+    plot_before_after(plan, groups, curves)

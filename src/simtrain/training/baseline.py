@@ -76,6 +76,7 @@ def train_baseline(
     validation_dir: str | os.PathLike,
     out_dir: str | os.PathLike,
     resolved_config: Mapping[str, Any],
+    replicate: int = 0,
 ) -> dict[str, Any]:
     """Fit on the (optionally subset) training set; score on the full validation set."""
     started = time.perf_counter()
@@ -121,6 +122,8 @@ def train_baseline(
     )
     metrics = {
         "run": run,
+        "replicate": replicate,
+        "seed": settings["seed"],
         "model": "baseline",
         "train_images": len(subset),
         "validation_images": len(validation),

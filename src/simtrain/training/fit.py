@@ -73,6 +73,7 @@ def train_run(
     validation_dir: str | os.PathLike,
     out_dir: str | os.PathLike,
     resolved_config: Mapping[str, Any],
+    replicate: int = 0,
     threads: int = 1,
     workers: int = 2,
     mixed_precision: str | bool = "auto",
@@ -165,6 +166,8 @@ def train_run(
     predictions = predictions_table(probabilities, validation_split.labels, train_split.classes)
     metrics = {
         "run": run,
+        "replicate": replicate,
+        "seed": settings.seed,
         "model": settings.model,
         "backend": runtime.backend,
         # How it ran (not rerun triggers, so recorded here): config `execution` and threads.
