@@ -12,6 +12,7 @@ import pytest
 
 from simtrain.common.failpoints import ENVIRONMENT_VARIABLE as FAILPOINT_VARIABLE
 from simtrain.common.files import aside_path
+from simtrain.reporting.statistics import wilson_interval
 from simtrain.training.batches import PackedBatches
 from simtrain.training.fit import train_run
 from simtrain.training.tables import BATCH_COLUMNS, HISTORY_COLUMNS, TIMING_COLUMNS
@@ -245,14 +246,128 @@ def test_a_kill_while_swapping_backups_keeps_the_previous_backup(packed, tmp_pat
     assert not aside_path(resumed / ".backup").exists()
 
 
-def test_training_code_runs_under_the_jax_backend(packed, tmp_path):
-    result = run_in_process(packed, tmp_path / "jax", backend="jax", epochs=2)
+@pytest.fixture(scope="module")
+def jax_run(packed, tmp_path_factory):
+    """The reference run's settings trained under JAX, in its own process."""
+    out = tmp_path_factory.mktemp("jax") / "run"
+    result = run_in_process(packed, out, backend="jax")
     assert "backend jax" in result.stderr
-    history = read(tmp_path / "jax", "history.tsv")
-    assert list(history.columns) == HISTORY_COLUMNS and len(history) == 2
+    return out
+
+
+def test_training_code_runs_under_the_jax_backend(jax_run):
+    history = read(jax_run, "history.tsv")
+    assert list(history.columns) == HISTORY_COLUMNS and len(history) == 3
     assert np.isfinite(history[["loss", "val_loss"]].to_numpy()).all()
-    metrics = json.loads((tmp_path / "jax" / "metrics.json").read_text())
+    metrics = json.loads((jax_run / "metrics.json").read_text())
     assert metrics["backend"] == "jax"
+
+
+# The same weights give the same probabilities under both backends to within float32
+# round-off of different convolution kernels (measured: ~1e-6).
+PROBABILITY_TOLERANCE = 1e-4
+PREDICT_SCRIPT = """
+import sys, numpy as np, keras
+import simtrain.training.layers  # registers simtrain's layers for load_model
+model = keras.models.load_model(sys.argv[1])
+images = np.load(sys.argv[2])
+np.save(sys.argv[3], model.predict(images, batch_size=8, verbose=0))
+"""
+
+
+def probabilities_under(backend, model, packed, out):
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            PREDICT_SCRIPT,
+            str(model),
+            str(packed / "validation/images.npy"),
+            str(out),
+        ],
+        cwd=ROOT,
+        env={**os.environ, "KERAS_BACKEND": backend},
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    return np.load(out)
+
+
+def saved_probabilities(run_dir):
+    predictions = read(run_dir, "predictions.tsv")
+    return predictions[[c for c in predictions.columns if c.startswith("p_")]].to_numpy()
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+def test_a_model_saved_under_one_backend_predicts_the_same_under_the_other(
+    packed, reference, jax_run, tmp_path, backend
+):
+    trained, other = (reference, "jax") if backend == "tensorflow" else (jax_run, "tensorflow")
+    predicted = probabilities_under(other, trained / "model.keras", packed, tmp_path / "p.npy")
+    # predictions.tsv holds 4 decimals: compare the saved run's file at its own precision too.
+    assert np.abs(predicted - saved_probabilities(trained)).max() <= PROBABILITY_TOLERANCE + 5e-5
+
+
+@pytest.fixture(scope="module")
+def learned(tmp_path_factory):
+    """A small problem (60 images per class, 45 for validation) learned under each backend
+    (8 epochs, no augmentation), each in its own process."""
+    root = tmp_path_factory.mktemp("learned")
+    data = make_packed(root, per_class=60)
+    for backend in ("tensorflow", "jax"):
+        run_in_process(data, root / backend, backend=backend, epochs=8, augmentation={})
+    return root
+
+
+def test_both_backends_learn_a_small_problem_to_accuracies_within_sampling_noise(learned):
+    """Different random streams (initialisation, batch order) give different runs; what must
+    agree is what they learn: final accuracies within 3 standard errors of their difference
+    on the validation images, both far above chance."""
+    accuracies = []
+    for backend in ("tensorflow", "jax"):
+        predictions = read(learned / backend, "predictions.tsv")
+        accuracies.append((predictions["true"] == predictions["predicted"]).mean())
+    n = len(predictions)
+    pooled = np.mean(accuracies)
+    se = np.sqrt(2 * max(pooled * (1 - pooled), 1 / n) / n)
+    assert abs(accuracies[0] - accuracies[1]) <= 3 * se, accuracies
+    for accuracy in accuracies:  # both above chance (1/3): the Wilson lower bound
+        assert wilson_interval(round(accuracy * n), n)[0] > 1 / 3, accuracies
+
+
+def test_a_jax_trained_run_is_diagnosed_with_its_model_evidence(packed, jax_run, tmp_path):
+    script = (
+        "import json, sys\n"
+        "from simtrain.diagnosis.run_dir import diagnose_run_dir\n"
+        "diagnose_run_dir(sys.argv[1], run='tiny', settings=json.loads(sys.argv[2]),"
+        " train_dir=sys.argv[3], validation_dir=sys.argv[4], json_path=sys.argv[5],"
+        " markdown_path=sys.argv[6])\n"
+    )
+    json_path = tmp_path / "diagnostics.json"
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            script,
+            str(jax_run),
+            json.dumps(SETTINGS),
+            str(packed / "train"),
+            str(packed / "validation"),
+            str(json_path),
+            str(tmp_path / "diagnostics.md"),
+        ],
+        cwd=ROOT,
+        env={**os.environ, "KERAS_BACKEND": "jax"},
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    diagnostics = json.loads(json_path.read_text())
+    skipped = {item["code"] for item in diagnostics["skipped"]}
+    # The evidence that needs the model (BatchNorm statistics recomputed) ran under JAX.
+    assert not {"BATCHNORM_STATISTICS", "AUGMENTATION_SHIFT"} & skipped
+    assert diagnostics["fluctuation_score"] is not None
 
 
 def test_data_parallel_training_runs_on_two_virtual_devices_under_jax(packed, tmp_path):
