@@ -15,6 +15,11 @@ command runs --repeat times, interleaved; the best (shortest) time counts. The n
 planned comes from one extra, untimed dry run with `--quiet rules`, which prints the job stats.
 The plan-time class check (image 0 of every class is simulated) is included, as in real use.
 
+With --keep-runs the config's runs are planned too (`--config config/full.yaml --keep-runs`:
+its architectures and seed replicates); their `steps_per_epoch`, `validation_steps` and
+`train_images` are dropped at every size, as 10 images per class cannot hold them and they do
+not change the jobs planned.
+
 Targets: planning the second size (5 x 8 000) adds < 1 s over the first (5 x 10), and the third
 (5 x 80 000) stays roughly flat: < 1 s more than the second. One JSON line is appended to
 --results.
@@ -39,9 +44,16 @@ TARGET_ADDED_SECONDS = 1.0
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 
-def write_config(directory: Path, base: dict, images_per_class: int) -> Path:
+SIZED_KEYS = ("steps_per_epoch", "validation_steps", "train_images")
+
+
+def write_config(directory: Path, base: dict, images_per_class: int, keep_runs: bool) -> Path:
     config = {**base, "images_per_class": images_per_class, "images_per_shard": IMAGES_PER_SHARD}
-    config["runs"] = {}
+    runs = base.get("runs", {}) if keep_runs else {}
+    config["runs"] = {
+        name: {key: value for key, value in settings.items() if key not in SIZED_KEYS}
+        for name, settings in runs.items()
+    }
     path = directory / "config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
@@ -109,6 +121,11 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         default=REPO_ROOT / "config" / "config.yaml",
         help="config whose classes (and other keys) the planned configs keep",
     )
+    parser.add_argument(
+        "--keep-runs",
+        action="store_true",
+        help="plan the config's runs too (without their sized keys), not only the data stage",
+    )
     add_results_argument(parser)
     return parser.parse_args(argv)
 
@@ -125,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         for size in args.sizes:
             workdir = Path(scratch) / f"size-{size}"
             workdir.mkdir()
-            configfile = write_config(workdir, base, size)
+            configfile = write_config(workdir, base, size, args.keep_runs)
             commands[size] = dry_run_command(workdir, configfile)
             jobs[size] = jobs_planned(workdir, configfile)  # also warms the file cache
         floor_command = [*SNAKEMAKE, "--version"]
@@ -148,8 +165,11 @@ def main(argv: list[str] | None = None) -> int:
                 f"{best[size] - floor:.2f}",
             ]
         )
+    planned_runs = (
+        f"{len(base.get('runs', {}))} from {args.config.name}" if args.keep_runs else "{}"
+    )
     print(
-        f"snakemake -n --quiet, images_per_shard {IMAGES_PER_SHARD}, runs: {{}}, "
+        f"snakemake -n --quiet, images_per_shard {IMAGES_PER_SHARD}, runs: {planned_runs}, "
         f"best of {args.repeat}"
     )
     print(format_table(["config", "images", "jobs", "seconds", "minus floor"], rows))
@@ -171,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
             "sizes": args.sizes,
             "repeat": args.repeat,
             "config": str(args.config),
+            "keep_runs": args.keep_runs,
             "classes": classes,
             "images_per_shard": IMAGES_PER_SHARD,
             # The Slurm executor plugin, when installed, is imported at every start-up.

@@ -247,7 +247,11 @@ def test_the_full_config_plans_every_run_at_the_original_scale_without_running_a
     result = snakemake(tmp_path, "-n", "--cores", "8", "--configfile", str(full))
     jobs = planned_jobs(result)
     runs = yaml.safe_load(full.read_text())["runs"]
+    seeds = {run: settings.get("repeats", 1) for run, settings in runs.items()}
     deep = [run for run, settings in runs.items() if settings["model"] != "baseline"]
-    assert jobs["train_run"] == len(deep) and jobs["diagnose_run"] == len(runs)
+    assert len({settings["model"] for settings in runs.values()}) >= 5  # 4 architectures + baseline
+    assert jobs["train_run"] == sum(seeds[run] for run in deep)
+    assert jobs["diagnose_run"] == sum(seeds.values())
+    assert jobs["plan_fixes"] == 1  # seed_replica's siblings are planned once it is diagnosed
     assert jobs["simulate_shard"] == 5 * 16  # 8 000 images per class, 500 per shard
     assert not (tmp_path / "results").exists()
