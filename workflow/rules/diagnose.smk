@@ -23,7 +23,9 @@ rule diagnose_run:
         "results/benchmarks/diagnose/{run}/seed-{replicate}.tsv"
     conda:
         TRAIN_ENV
-    threads: min(2, MACHINE_CPUS)
+    # One thread: its start-up (imports, model loading) is serial, so two diagnoses side by
+    # side finish sooner than one after the other with two threads each.
+    threads: 1
     resources:
         # Peaks at ~4.3 GB on ResNet50 (the model, its activations over the validation set).
         mem_mb=6000,
