@@ -15,8 +15,8 @@ from simtrain.reporting.comparison import (
     learning_curve,
     main_finding,
     mcnemar_runs,
-    write_comparison,
 )
+from simtrain.reporting.comparison_markdown import write_comparison
 from simtrain.reporting.run_results import load_run
 from simtrain.reporting.statistics import mcnemar, wilson_interval
 

@@ -18,7 +18,14 @@ from scipy.stats import binomtest
 
 from simtrain.config import apply_change
 from simtrain.reporting.statistics import compare_accuracy
-from tests.conftest import FINISHED_RUNS, TINY_CONFIG, replicate_dirs, seed_dir
+from tests.conftest import (
+    FINISHED_RUNS,
+    TINY_CONFIG,
+    replicate_dirs,
+    seed_dir,
+    snakemake,
+    write_config,
+)
 
 RUN_ARTIFACTS = [
     "history.tsv",
@@ -296,3 +303,37 @@ def test_rendered_report_shows_the_comparison(report, tmp_path):
     text = rendered_text(report, ["Comparison"], tmp_path)
     for name in REPORTED_COMPARISON:
         assert f"results/{name}" in text, f"{name} is not shown"
+
+
+def dry_run_jobs(workflow, change=None) -> dict[str, int]:
+    """Job counts a dry run of `workflow` plans, after `change` to its config ({} if none)."""
+    config = yaml.safe_load(workflow.config.read_text())
+    if change is not None:
+        change(config)
+    path = write_config(workflow.workdir, config, "changed.yaml")
+    result = snakemake(workflow.workdir, "-n", "--cores", "2", "--configfile", str(path))
+    if "Stats:" not in result.stdout and "Job stats:" not in result.stdout:
+        return {}
+    table = result.stdout.split("Job stats:")[1].split("total")[0]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
+
+
+def test_reruns_stay_minimal_with_replicates_and_verified_fixes(finished_workflow, tmp_path):
+    copy = finished_workflow.copy(tmp_path / "workflow")
+    # Finished, siblings included (they depend on the fix plan through ancient()).
+    assert dry_run_jobs(copy) == {}
+
+    def one_more_seed(config):
+        config["runs"]["cnn"]["repeats"] = 3
+
+    # Only the new seed trains; the existing ones are untouched (repeats is no param of theirs).
+    jobs = dry_run_jobs(copy, one_more_seed)
+    assert jobs["train_run"] == 1 and jobs["diagnose_run"] == 1 and "train_baseline" not in jobs
+    assert jobs["compare_runs"] == 1
+
+    def no_verification(config):
+        config["runs"]["cnn_partial"]["verify_fixes"] = False
+
+    # Switching verification off trains nothing: only the comparison is redrawn without them.
+    jobs = dry_run_jobs(copy, no_verification)
+    assert not {"train_run", "diagnose_run", "plan_fixes", "verify_fixes"} & set(jobs)

@@ -11,12 +11,8 @@ import pandas as pd
 from simtrain.common.failpoints import failpoint
 from simtrain.data.arrays import PackedSplit
 from simtrain.diagnosis.fixes import read_fix_plan
-from simtrain.reporting.comparison import (
-    compare_runs,
-    group_replicates,
-    learning_curve,
-    write_comparison,
-)
+from simtrain.reporting.comparison import compare_runs, group_replicates, learning_curve
+from simtrain.reporting.comparison_markdown import write_comparison
 from simtrain.reporting.plots import (
     plot_batches,
     plot_best_accuracy,

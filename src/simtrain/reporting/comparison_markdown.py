@@ -1,0 +1,160 @@
+"""comparison.md: the comparison table in Markdown, with a data-driven 'How to read this'.
+
+Reads the table `simtrain.reporting.comparison.compare_runs` builds (or its TSV read back), so
+the Markdown and the TSV always say the same thing.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from simtrain.common.files import write_text
+from simtrain.reporting.comparison import ALPHA, BASELINE_MODEL
+
+
+def _fmt(value: object) -> str:
+    if value is None or value is pd.NA or value == "" or value != value:  # NaN != NaN
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 1000 else f"{value:.0f}"
+    return str(value)
+
+
+def _accuracy_text(row: pd.Series) -> str:
+    """'0.830 [0.780, 0.870]': three decimals resolve the interval of a few thousand images."""
+    if math.isnan(row["final_ci_low"]):
+        return _fmt(row["final_val_accuracy"])
+    values = (row["final_val_accuracy"], row["final_ci_low"], row["final_ci_high"])
+    return "{:.3f} [{:.3f}, {:.3f}]".format(*values)
+
+
+def _p_text(p_value: float) -> str:
+    return "p<0.001" if p_value < 0.001 else f"p={p_value:.2g}"
+
+
+def _test_text(row: pd.Series) -> str:
+    return f"{row['test'] or 'test'} {_p_text(row['p_value'])}"
+
+
+def _reading(row: pd.Series, baseline: pd.Series | None) -> tuple[str, bool | None]:
+    """One sentence per run, and whether it is above chance (None: cannot tell)."""
+    level, level_name = row["chance"], "chance"
+    if row["majority_rate"] > row["chance"]:
+        level, level_name = row["majority_rate"], "the majority-class rate"
+    text = f"`{row['run']}` ({row['model']}, {_fmt(row['train_images'])} training images): "
+    text += f"{_accuracy_text(row)} vs {level_name} {level:.3f}"
+    above = None
+    if math.isnan(row["final_ci_low"]) or math.isnan(level):
+        text += "; no predictions, so not judged against chance"
+    else:
+        above = bool(row["final_ci_low"] > level)
+        if above:
+            text += "; above chance"
+        elif row.get("under_trained") == "yes":
+            # Stopped while still learning: neither "can" nor "cannot" tell the classes apart.
+            above = None
+            text += "; **inconclusive (under-trained)**: not above chance yet, still learning"
+        else:
+            text += "; **not distinguishable from chance**"
+    if baseline is not None and row["run"] == baseline["run"]:
+        text += "; this is the baseline"
+    elif row["beats_baseline"] == "yes":
+        text += f"; beats the baseline ({_test_text(row)})"
+    elif row["beats_baseline"] == "no" and baseline is not None:
+        difference = row["final_val_accuracy"] - baseline["final_val_accuracy"]
+        significant = row["p_value"] < ALPHA
+        if difference > 0:
+            text += "; higher than the baseline, but not significantly"
+        elif difference < 0 and significant:
+            text += "; significantly worse than the baseline"
+        else:
+            text += "; not distinguishable from the baseline"
+        text += f" ({_test_text(row)})"
+    if row["main_finding"] not in ("", "STABLE"):
+        text += f"; learning-curve diagnosis: `{row['main_finding']}` (see its diagnostics)"
+    return text + ".", above
+
+
+def comparison_markdown(table: pd.DataFrame, verified: pd.DataFrame | None = None) -> str:
+    """The comparison as Markdown: a table, a data-driven 'How to read this' and, given the
+    verify_fixes tables (with a `run` column), the verified fixes."""
+    name = table.attrs.get("baseline")
+    if name is None and table["beats_baseline"].isin(["yes", "no"]).any():
+        # A table read back from TSV: the baseline is the one model-'baseline' row not tested.
+        untested = table[(table["model"] == BASELINE_MODEL) & (table["beats_baseline"] == "")]
+        name = untested["run"].iloc[0] if len(untested) else None
+    matches = table[table["run"] == name]
+    baseline = matches.iloc[0] if len(matches) else None
+    header = ["run", "model", "seeds", "train images", "epochs", "final accuracy [95 % CI]"]
+    header += ["per seed", "best", "chance", "fluctuation", "main finding", "images/s"]
+    header += ["seconds", "beats baseline", "p"]
+    lines = ["# Which runs tell the classes apart?", ""]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for _, row in table.iterrows():
+        cells = [f"`{row['run']}`", row["model"], row["seeds"], row["train_images"]]
+        cells += [row["epochs"], _accuracy_text(row), row["seed_accuracies"]]
+        cells += [row["best_val_accuracy"], max(row["chance"], row["majority_rate"])]
+        cells += [row["fluctuation_score"], row["main_finding"], row["images_per_second"]]
+        cells += [row["training_seconds"], row["beats_baseline"], row["p_value"]]
+        lines.append("| " + " | ".join(_fmt(c) for c in cells) + " |")
+    readings = [_reading(row, baseline) for _, row in table.iterrows()]
+    above = [f"`{r}`" for r, (_, a) in zip(table["run"], readings) if a]
+    not_above = [f"`{r}`" for r, (_, a) in zip(table["run"], readings) if a is False]
+    beating = [f"`{r}`" for r, b in zip(table["run"], table["beats_baseline"]) if b == "yes"]
+    lines += ["", "## How to read this", ""]
+    lines.append(f"**Above chance:** {', '.join(above) or 'none'}. ")
+    lines[-1] += f"**Not distinguishable from chance:** {', '.join(not_above) or 'none'}."
+    if "under_trained" in table.columns:
+        flagged = table["under_trained"].fillna("").eq("yes")
+        inconclusive = [
+            f"`{r}`" for r, (_, a), u in zip(table["run"], readings, flagged) if u and a is None
+        ]
+        if inconclusive:
+            lines[-1] += f" **Inconclusive (under-trained):** {', '.join(inconclusive)}."
+    if baseline is not None:
+        lines[-1] += f" **Beat the baseline `{baseline['run']}`:** {', '.join(beating) or 'none'}."
+    lines += [""] + [f"- {text}" for text, _ in readings] + [""]
+    lines.append(
+        "Final accuracy is measured after training on every validation image, for each seed "
+        "replicate; with several seeds the table shows their mean, and the bracket is a 95 % "
+        "interval that counts both the seed-to-seed (training) variance and the validation "
+        "images' sampling (Student t over the seeds). **A run with one seed gets a Wilson "
+        "interval over the images only: it ignores training variance**, which one seed cannot "
+        "measure. A run whose interval reaches the chance level (1/number of classes, or the "
+        "largest class's share if higher) has not shown it can tell the classes apart. `best` "
+        "is the highest per-epoch validation accuracy, picked after the fact among noisy "
+        "values, so it overstates how the model does on new images. 'Beats baseline' needs a "
+        f"higher mean final accuracy and p < {ALPHA}: an exact McNemar test on the images where "
+        "exactly one of the two runs is right when both have one seed, else a t test whose "
+        "variance adds each run's seed-to-seed variance to the images' (the test's name is in "
+        "comparison.tsv). A fluctuation score near 1 means the validation curve wiggles no more "
+        "than its number of images explains."
+    )
+    verifying = table[table["verifies"].fillna("") != ""] if "verifies" in table else table[:0]
+    if len(verifying):
+        lines += ["", "Runs named `<run>--fix-<finding>` verify a diagnosed fix: "]
+        lines[-1] += "see `results/runs/<run>/fixes.md` for confirmed / not confirmed."
+    if verified is not None and len(verified):
+        lines += ["", "## Verified fixes", ""]
+        lines += ["| run | finding | change | verdict | accuracy before → after | p | why |"]
+        lines += ["|---|---|---|---|---|---|---|"]
+        for _, fix in verified.iterrows():
+            accuracy = f"{fix['accuracy_before']:.3f} → {fix['accuracy_after']:.3f}"
+            cells = [f"`{fix['run']}`", f"`{fix['finding']}`", f"`{fix['change']}`"]
+            cells += [f"**{fix['verdict']}**", accuracy, _fmt(fix["p_value"]), fix["reason"]]
+            lines.append("| " + " | ".join(map(str, cells)) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_comparison(
+    table: pd.DataFrame,
+    tsv_path: str | Path,
+    md_path: str | Path,
+    verified: pd.DataFrame | None = None,
+) -> None:
+    """Write the table as TSV (floats '%.4g') and Markdown, atomically; same table, same bytes."""
+    write_text(tsv_path, table.to_csv(sep="\t", index=False, float_format="%.4g"))
+    write_text(md_path, comparison_markdown(table, verified))
