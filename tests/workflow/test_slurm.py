@@ -16,6 +16,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import (
     FINISHED_RUNS,
@@ -237,9 +238,14 @@ def test_workflow_runs_every_job_on_slurm_and_matches_a_local_run(
     assert Counter(job["rule"] for job in jobs) == expected
     assert expected["train_run"] == 2 and expected["diagnose_run"] == 3
     assert {job["state"] for job in jobs} == {"COMPLETED"}
+    # Each job in the partition the profile gives its rule; the GPU rules with one GPU.
+    profile = yaml.safe_load((PROFILE / "config.yaml").read_text())
+    default_partition = profile["default-resources"]["slurm_partition"]
+    gpu_rules = {rule for rule, res in profile["set-resources"].items() if res.get("gpu")}
+    assert {"train_run", "diagnose_run"} <= gpu_rules
     for job in jobs:
-        if job["rule"] == "train_run":
-            assert job["partition"] == "gpu"
+        if job["rule"] in gpu_rules:
+            assert job["partition"] == profile["set-resources"][job["rule"]]["slurm_partition"]
             details = subprocess.run(
                 ["scontrol", "show", "job", job["id"]],
                 capture_output=True,
@@ -249,7 +255,7 @@ def test_workflow_runs_every_job_on_slurm_and_matches_a_local_run(
             ).stdout
             assert re.search(r"TresPerJob=gres[:/]gpu:1\b", details), details
         else:
-            assert job["partition"] == "cpu", job
+            assert job["partition"] == default_partition, job
 
     local = finished_workflow.workdir
     for name in PACKED_FILES:
