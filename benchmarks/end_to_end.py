@@ -32,10 +32,11 @@ TARGET_SECONDS = 15 * 60
 
 
 def rule_of(benchmark_file: Path, root: Path) -> str:
-    """results/benchmarks/<stage>[/<job>].tsv -> the stage (simulate, train/<run>, ...)."""
+    """results/benchmarks/<stage>[/<run>][/<job>].tsv -> the stage (simulate, train <run>, ...);
+    a run's seed replicates (train/<run>/seed-<k>.tsv) add up in one stage."""
     relative = benchmark_file.relative_to(root).with_suffix("")
     if relative.parts[0] == "train":
-        return f"train {relative.name}"
+        return f"train {relative.parts[1]}"
     return relative.parts[0]
 
 
@@ -67,11 +68,11 @@ def images_per_second(stage: str, seconds: float, config: dict, results: Path) -
         images = config["images_per_class"] * len(config["classes"])
         return f"{images / seconds:.0f}"
     if stage.startswith("train "):
-        history = results / "runs" / stage.split(" ", 1)[1] / "history.tsv"
-        if history.exists():
-            frame = pd.read_csv(history, sep="\t")
-            # Training images over the whole job: start-up and validation included.
-            return f"{frame['train_images_seen'].sum() / seconds:.1f}"
+        histories = sorted((results / "runs" / stage.split(" ", 1)[1]).glob("seed-*/history.tsv"))
+        if histories:
+            seen = sum(pd.read_csv(h, sep="\t")["train_images_seen"].sum() for h in histories)
+            # Training images over the whole jobs: start-up and validation included.
+            return f"{seen / seconds:.1f}"
     return ""
 
 

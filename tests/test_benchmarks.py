@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
 from tests.conftest import ROOT
 
 
@@ -52,6 +54,21 @@ def test_plan_benchmark_prints_its_table_and_appends_a_record(tmp_path):
     # one shard per class + split + 2 packs + 2 sample grids + all
     classes = record["parameters"]["classes"]
     assert record["results"]["configs"]["10"]["jobs"] == classes + 6
+
+
+def test_plan_benchmark_plans_the_full_configs_runs_with_keep_runs(tmp_path):
+    results = tmp_path / "results.jsonl"
+    full = ROOT / "config" / "full.yaml"
+    output = run_benchmark(
+        "plan.py",
+        *("--sizes", "10", "--repeat", "1", "--config", str(full), "--keep-runs"),
+        *("--results", str(results)),
+    ).stdout
+    assert f"runs: {len(yaml.safe_load(full.read_text())['runs'])} from full.yaml" in output
+    [record] = read_records(results)
+    # Data jobs as above, plus every replicate's training, diagnosis and plots, the model
+    # views, the fix plan and the comparison: far more than the data stage alone.
+    assert record["results"]["configs"]["10"]["jobs"] > 5 + 6 + 3 * 20
 
 
 def test_input_pipeline_benchmark_compares_every_pipeline(tmp_path):
@@ -130,7 +147,6 @@ def test_architectures_benchmark_times_the_workflows_model(tmp_path):
 
 
 def test_end_to_end_benchmark_summarises_every_stage(tmp_path):
-    import yaml
 
     from tests.conftest import TINY_CONFIG
 
