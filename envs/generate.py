@@ -24,7 +24,7 @@ ROOT = ENVS.parent
 
 RULES = {
     "data": "simulate_shard, split_dataset, pack_split",
-    "report": "plot_run, plot_samples, compare_runs",
+    "report": "plot_run, plot_samples, compare_runs, plan_fixes, verify_fixes",
     "train": "train_run, train_baseline, diagnose_run, plot_model_view",
     "train-gpu": "the train env plus CUDA wheels, with `--config train_env=gpu`",
 }

@@ -17,6 +17,7 @@ import jsonschema
 import yaml
 
 from simtrain.common.plugins import PluginError, is_plugin, plugin_source_file
+from simtrain.common.runs import FIX_SEPARATOR
 from simtrain.data.simulate import simulate_image
 from simtrain.data.simulators import SimulatorError, resolve_simulator
 from simtrain.data.split import validation_count
@@ -148,13 +149,6 @@ KERAS_MODELS = ("resnet50", "small_cnn")
 BASELINE_MODEL = "baseline"
 
 
-# A fix-verification sibling is named <run>--fix-<finding code>, e.g. r--fix-partial_epoch.
-FIX_SEPARATOR = "--fix-"
-# Keys that say how many jobs a run becomes, not how one trains: never passed to training,
-# so changing them reruns nothing that exists.
-WORKFLOW_KEYS = ("repeats", "verify_fixes")
-
-
 def resolve_run(config: Mapping[str, Any], run: str) -> dict[str, Any]:
     """A run's complete settings: seed and verify_fixes default to the top-level keys."""
     settings = dict(config["runs"][run])
@@ -165,35 +159,6 @@ def resolve_run(config: Mapping[str, Any], run: str) -> dict[str, Any]:
         deep = settings.get("model") != BASELINE_MODEL
         settings["verify_fixes"] = bool(config.get("verify_fixes", False)) and deep
     return settings
-
-
-def replicate_settings(settings: Mapping[str, Any], replicate: int) -> dict[str, Any]:
-    """What replicate k of a run trains with: the run's seed + k, workflow keys dropped."""
-    trained = {key: value for key, value in settings.items() if key not in WORKFLOW_KEYS}
-    trained["seed"] = settings["seed"] + replicate
-    return trained
-
-
-def sibling_name(run: str, code: str) -> str:
-    """The run that verifies the fix of finding `code` of `run`."""
-    return f"{run}{FIX_SEPARATOR}{code.lower()}"
-
-
-def parse_sibling(name: str) -> tuple[str, str | None]:
-    """(parent run, finding code) of a sibling's name; (name, None) for a configured run."""
-    parent, separator, code = name.partition(FIX_SEPARATOR)
-    return (parent, code.upper()) if separator else (name, None)
-
-
-def apply_change(settings: Mapping[str, Any], change: Mapping[str, Any]) -> dict[str, Any]:
-    """`settings` with `change` applied; a mapping (augmentation) is updated key by key."""
-    changed = dict(settings)
-    for key, value in change.items():
-        if isinstance(value, Mapping) and isinstance(changed.get(key), Mapping):
-            changed[key] = {**changed[key], **value}
-        else:
-            changed[key] = value
-    return changed
 
 
 def check_runs(config: Mapping[str, Any], search_path: str | os.PathLike | None) -> None:

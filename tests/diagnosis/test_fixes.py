@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from simtrain.config import apply_change, parse_sibling, sibling_name
+from simtrain.common.runs import apply_change, parse_sibling, sibling_name
 from simtrain.diagnosis.coverage import check_partial_epoch, check_partial_validation
 from simtrain.diagnosis.findings import RunSettings
 from simtrain.diagnosis.fixes import plan_fixes

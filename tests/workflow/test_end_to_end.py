@@ -16,7 +16,7 @@ import pytest
 import yaml
 from scipy.stats import binomtest
 
-from simtrain.config import apply_change
+from simtrain.common.runs import apply_change
 from simtrain.reporting.statistics import compare_accuracy
 from tests.conftest import (
     FINISHED_RUNS,

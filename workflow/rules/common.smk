@@ -6,14 +6,13 @@ from pathlib import Path
 
 from simtrain.common.modules import module_files
 from simtrain.common.plugins import is_plugin, plugin_source_file
-from simtrain.config import (
-    BASELINE_MODEL,
+from simtrain.common.runs import (
     FIX_SEPARATOR,
     apply_change,
     parse_sibling,
     replicate_settings,
-    resolve_run,
 )
+from simtrain.config import BASELINE_MODEL, resolve_run
 from simtrain.data.simulate import shard_count
 from simtrain.data.simulators import simulator_source_file
 

@@ -48,6 +48,8 @@ checkpoint plan_fixes:
         "results/logs/plan_fixes/{run}.log",
     wildcard_constraints:
         run=_one_of(VERIFYING_RUNS),
+    conda:
+        "../../envs/report.yaml"
     params:
         settings=lambda w: run_settings(w.run),
     script:

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from simtrain.common.files import write_text
-from simtrain.config import apply_change, sibling_name
+from simtrain.common.runs import apply_change, sibling_name
 
 VERIFIABLE_SEVERITIES = ("warning", "critical")
 

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from simtrain.config import parse_sibling
+from simtrain.common.runs import parse_sibling
 from simtrain.reporting.run_results import RunResult
 from simtrain.reporting.statistics import (
     accuracy_interval,
