@@ -1,5 +1,4 @@
 # Shared helpers of the workflow (config lookups, library paths), kept apart from its rules.
-import json
 import os
 import re
 from pathlib import Path
@@ -13,6 +12,7 @@ from simtrain.common.runs import (
     replicate_settings,
 )
 from simtrain.config import BASELINE_MODEL, resolve_run
+from simtrain.diagnosis.fixes import read_fix_plan
 from simtrain.data.simulate import shard_count
 from simtrain.data.simulators import simulator_source_file
 
@@ -93,9 +93,7 @@ def sibling_change(run):
     """The config change a sibling trains with, from its parent's fix plan (which exists:
     the sibling became a job only after the plan_fixes checkpoint wrote it)."""
     parent, code = parse_sibling(run)
-    with open(fix_plan_path(parent)) as handle:
-        plan = json.load(handle)
-    for fix in plan["fixes"]:
+    for fix in read_fix_plan(fix_plan_path(parent))["fixes"]:
         if fix["code"] == code:
             return fix["change"]
     raise ValueError(
@@ -149,15 +147,18 @@ def resolved_config(run, replicate):
 
 def siblings(run):
     """The sibling runs verifying `run`'s fixes (after its plan_fixes checkpoint ran)."""
-    plan = checkpoints.plan_fixes.get(run=run).output.plan
-    with open(plan) as handle:
-        return [fix["sibling"] for fix in json.load(handle)["fixes"]]
+    plan = read_fix_plan(checkpoints.plan_fixes.get(run=run).output.plan)
+    return [fix["sibling"] for fix in plan["fixes"]]
+
+
+def all_siblings():
+    """Every verifying run's siblings (for input functions: waits for the checkpoints)."""
+    return [sibling for run in VERIFYING_RUNS for sibling in siblings(run)]
 
 
 def all_runs():
-    """Configured runs, then each verifying run's siblings (an input function: it waits for
-    the plan_fixes checkpoints)."""
-    return RUNS + [s for run in VERIFYING_RUNS for s in siblings(run)]
+    """Configured runs, then the siblings."""
+    return RUNS + all_siblings()
 
 
 def run_files(*names, runs):
@@ -183,8 +184,7 @@ PLOT_NAMES = ["diagnostics.json", "curves.png", "confusion.png"]
 def sibling_plots(wildcards):
     """The sibling runs' diagnostics and plots, known once the plan_fixes checkpoints ran
     (the configured runs' are in final_outputs, so a dry run lists them)."""
-    runs = [s for run in VERIFYING_RUNS for s in siblings(run)]
-    return run_files(*PLOT_NAMES, runs=runs)
+    return run_files(*PLOT_NAMES, runs=all_siblings())
 
 
 TRAIN_OUTPUTS = [

@@ -8,6 +8,7 @@ A finding is verifiable when it is a WARNING or CRITICAL and its fix is one conf
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -71,6 +72,6 @@ def write_fix_plan(
     return plan
 
 
-def read_fix_plan(path: str) -> dict[str, Any]:
+def read_fix_plan(path: str | os.PathLike) -> dict[str, Any]:
     with open(path, encoding="utf-8") as handle:
         return json.load(handle)
