@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 
 from simtrain.reporting.comparison import (
+    check_same_images,
     compare_runs,
     learning_curve,
     main_finding,
-    mcnemar_runs,
 )
 from simtrain.reporting.comparison_markdown import write_comparison
 from simtrain.reporting.run_results import load_run
@@ -158,12 +158,14 @@ def test_mcnemar_without_discordant_pairs_has_p_one():
     assert mcnemar(same, same) == (0, 0, 1.0)
 
 
-def test_mcnemar_on_runs_with_different_images_names_both_runs(tmp_path: Path):
+def test_runs_scored_on_different_images_are_not_compared_and_both_are_named(tmp_path: Path):
     mask = correct_mask(0.5, seed=0)
     first = load_run(write_run(tmp_path, "first", "small_cnn", mask))
     shifted = load_run(write_run(tmp_path, "second", "small_cnn", mask, index=np.arange(1, 201)))
     with pytest.raises(ValueError, match="'first' and 'second'"):
-        mcnemar_runs(first, shifted)
+        check_same_images(first, shifted)
+    with pytest.raises(ValueError, match="'second' and 'first'"):
+        compare_runs([first, shifted], baseline="first")  # the run, then the baseline
 
 
 def test_a_clearly_better_run_beats_the_baseline_and_an_equal_one_does_not(runs):

@@ -20,7 +20,6 @@ from simtrain.reporting.run_results import RunResult
 from simtrain.reporting.statistics import (
     accuracy_interval,
     compare_accuracy,
-    mcnemar,
     wilson_interval,
 )
 
@@ -54,12 +53,6 @@ def check_same_images(run_a: RunResult, run_b: RunResult) -> None:
             f"runs {run_a.run!r} and {run_b.run!r}: predictions.tsv do not list the same "
             f"validation images in the same order (index/true columns differ)"
         )
-
-
-def mcnemar_runs(run_a: RunResult, run_b: RunResult) -> tuple[int, int, float]:
-    """McNemar between two runs' final predictions, after checking they scored the same images."""
-    check_same_images(run_a, run_b)
-    return mcnemar(run_a.correct, run_b.correct)
 
 
 def group_replicates(results: Sequence[RunResult]) -> dict[str, list[RunResult]]:
@@ -141,25 +134,22 @@ def summarise_run(result: RunResult) -> dict:
     return row
 
 
-def summarise_group(group: Sequence[RunResult]) -> dict:
+def summarise_group(group: Sequence[RunResult], correct: np.ndarray | None) -> dict:
     """One comparison row for a run's replicates: means over seeds, an interval counting both
-    the seeds and the validation images (Wilson over images for a single replicate)."""
+    the seeds and the validation images (Wilson over images for a single replicate).
+    `correct` is the group's `correct_matrix`."""
     rows = [summarise_run(result) for result in group]
     row = dict(rows[0])
     for column in ("best_val_accuracy", "fluctuation_score", "images_per_second"):
         values = [r[column] for r in rows if not math.isnan(r[column])]
         row[column] = float(np.mean(values)) if values else math.nan
     row["training_seconds"] = float(np.mean([r["training_seconds"] for r in rows]))
-    ranked = [
-        (SEVERITY_RANK.get(_severity(result, r["main_finding"]), 0), r["main_finding"])
-        for result, r in zip(group, rows)
-    ]
-    row["main_finding"] = max(ranked)[1]
+    findings = [f for r in group for f in (r.diagnostics or {}).get("findings") or []]
+    row["main_finding"] = main_finding({"findings": findings})
     row["under_trained"] = "yes" if any(r["under_trained"] for r in rows) else ""
     row["seeds"] = len(group)
     row["seed_accuracies"] = " ".join(f"{r['final_val_accuracy']:.3f}" for r in rows)
     row["seed_sd"], row["interval"] = math.nan, ""
-    correct = correct_matrix(group)
     if correct is not None:
         interval = accuracy_interval(correct)
         row.update(final_val_accuracy=interval.mean, final_ci_low=interval.low)
@@ -168,11 +158,6 @@ def summarise_group(group: Sequence[RunResult]) -> dict:
     parent, code = parse_sibling(row["run"])
     row["verifies"] = f"{parent}: {code}" if code else ""
     return row
-
-
-def _severity(result: RunResult, code: str) -> str:
-    findings = (result.diagnostics or {}).get("findings") or []
-    return next((f.get("severity", "info") for f in findings if f.get("code") == code), "info")
 
 
 def _pick_baseline(groups: dict[str, list[RunResult]], baseline: str | None) -> str | None:
@@ -198,9 +183,9 @@ def compare_runs(results: Sequence[RunResult], baseline: str | None = None) -> p
     reference_correct = correct_matrix(groups[reference]) if reference is not None else None
     rows = []
     for run, group in groups.items():
-        row = summarise_group(group)
-        row.update(beats_baseline="", p_value=math.nan, test="")
         correct = correct_matrix(group)
+        row = summarise_group(group, correct)
+        row.update(beats_baseline="", p_value=math.nan, test="")
         if run != reference and correct is not None and reference_correct is not None:
             for replicate in group:
                 check_same_images(replicate, groups[reference][0])
@@ -222,7 +207,8 @@ def learning_curve(table_or_results: pd.DataFrame | Sequence[RunResult]) -> pd.D
         table = table_or_results
     else:
         groups = group_replicates(table_or_results).values()
-        table = pd.DataFrame([summarise_group(g) for g in groups], columns=COLUMNS)
+        rows = [summarise_group(g, correct_matrix(g)) for g in groups]
+        table = pd.DataFrame(rows, columns=COLUMNS)
     columns = ["model", "train_images", "run", "final_val_accuracy", "final_ci_low"]
     columns += ["final_ci_high", "best_val_accuracy", "chance"]
     points = table.dropna(subset=["train_images"])

@@ -23,10 +23,10 @@ import numpy as np
 import pandas as pd
 
 from simtrain.common.files import write_text
-from simtrain.reporting.comparison import correct_matrix
+from simtrain.reporting.comparison import correct_matrix, summarise_group
 from simtrain.reporting.plots import plt, save_figure
 from simtrain.reporting.run_results import RunResult
-from simtrain.reporting.statistics import accuracy_interval, compare_accuracy
+from simtrain.reporting.statistics import compare_accuracy
 
 ALPHA = 0.05
 # What each finding says is wrong, as a measurable symptom of the run:
@@ -87,9 +87,6 @@ class RunGroup:
         finite = [float(v) for v in values if v is not None and math.isfinite(float(v))]
         return float(np.mean(finite)) if finite else math.nan
 
-    def fluctuation(self) -> float:
-        return self.mean([(r.diagnostics or {}).get("fluctuation_score") for r in self.replicates])
-
     def symptom(self, symptom: str) -> float:
         histories = [r.history for r in self.replicates if r.history is not None]
         if symptom == "curve_movement":
@@ -108,20 +105,20 @@ def verify_fix(fix: Mapping, before: RunGroup, after: RunGroup) -> dict:
         "sibling": after.run,
         "change": json.dumps(fix["change"]),
         "symptom": symptom,
-        "fluctuation_before": before.fluctuation(),
-        "fluctuation_after": after.fluctuation(),
     }
     still = after.flagged(code)
     row["finding_in_sibling"] = f"still in seeds {still}" if still else "gone"
-    correct_before = correct_matrix(before.replicates)
-    correct_after = correct_matrix(after.replicates)
-    if correct_before is None or correct_after is None:
-        raise ValueError(f"{before.run} and {after.run}: every replicate needs predictions.tsv")
-    for name, correct in (("before", correct_before), ("after", correct_after)):
-        interval = accuracy_interval(correct)
-        row[f"accuracy_{name}"] = interval.mean
-        row[f"ci_{name}"] = f"[{interval.low:.3f}, {interval.high:.3f}]"
-    test = compare_accuracy(correct_after, correct_before)
+    correct = {}
+    for name, group in (("before", before), ("after", after)):
+        correct[name] = correct_matrix(group.replicates)
+        if correct[name] is None:
+            raise ValueError(f"{group.run}: every replicate needs predictions.tsv")
+        # The comparison table's numbers for the run: mean accuracy, interval, fluctuation.
+        summary = summarise_group(group.replicates, correct[name])
+        row[f"accuracy_{name}"] = summary["final_val_accuracy"]
+        row[f"ci_{name}"] = f"[{summary['final_ci_low']:.3f}, {summary['final_ci_high']:.3f}]"
+        row[f"fluctuation_{name}"] = summary["fluctuation_score"]
+    test = compare_accuracy(correct["after"], correct["before"])
     row.update(accuracy_difference=test.difference, test=test.test, p_value=test.p_value)
     worse = test.difference < 0 and test.p_value < ALPHA
     if symptom == "accuracy":
