@@ -78,9 +78,10 @@ class Diagnostics:
             heading = f"## {item.severity.upper()} · `{item.code}` — {item.title}"
             lines += [heading, "", "| evidence | value |", "|---|---|"]
             lines += [f"| {key} | {_cell(value)} |" for key, value in item.evidence.items()]
-            lines += ["", item.explanation, "", f"**Fix:** {item.fix}", ""]
+            fix = f"**Fix:** {item.fix}"
             if item.change is not None:
-                lines[-1:] = [f"Verifiable as the config change `{json.dumps(item.change)}`.", ""]
+                fix += f"\nVerifiable as the config change `{json.dumps(item.change)}`."
+            lines += ["", item.explanation, "", fix, ""]
         lines += ["## Skipped checks", ""]
         lines += [f"- `{skip.code}`: {skip.reason}" for skip in self.skipped] or ["- none"]
         lines += [""]
