@@ -12,17 +12,21 @@ from simtrain.data.split import split_dataset
 from tests.data.test_split import make_shards
 
 
-@pytest.fixture
-def split_root(tmp_path):
-    shards = make_shards(tmp_path, {"a": 6, "b": 4})
+def split_classes(root, counts: dict[str, int]):
+    """Shards of `counts` images per class under root, split 3:1 into root/{train,validation}."""
     split_dataset(
-        shards,
-        images_root=tmp_path,
-        manifest_path=tmp_path / "manifest.tsv",
+        make_shards(root, counts),
+        images_root=root,
+        manifest_path=root / "manifest.tsv",
         validation_fraction=0.25,
         seed=0,
     )
-    return tmp_path
+    return root
+
+
+@pytest.fixture
+def split_root(tmp_path):
+    return split_classes(tmp_path, {"a": 6, "b": 4})
 
 
 def pack(root, split="train", size=8):
@@ -111,14 +115,7 @@ def test_an_unexpected_file_in_a_split_folder_is_reported(split_root):
 
 @pytest.mark.parametrize("names", [["NA", "null"], ["nan", "None"], ["007", "1e3"]])
 def test_class_names_pandas_would_retype_pack_under_their_own_names(tmp_path, names):
-    shards = make_shards(tmp_path, dict.fromkeys(names, 4))
-    split_dataset(
-        shards,
-        images_root=tmp_path,
-        manifest_path=tmp_path / "manifest.tsv",
-        validation_fraction=0.25,
-        seed=0,
-    )
+    split_classes(tmp_path, dict.fromkeys(names, 4))
     out = tmp_path / "packed" / "train"
     pack_split(
         images_root=tmp_path,
