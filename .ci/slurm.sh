@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A throwaway one-node Slurm cluster for tests/test_slurm.py (and for trying profiles/slurm).
+# A throwaway one-node Slurm cluster for tests/workflow/test_slurm.py (and for trying profiles/slurm).
 #
 #   bash .ci/slurm.sh install     # Debian/Ubuntu: slurmctld slurmd slurm-client munge (needs root)
 #   bash .ci/slurm.sh start DIR   # config, state and logs in DIR; returns once the node is idle

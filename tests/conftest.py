@@ -1,11 +1,13 @@
 """Shared fixtures: the repository root, a tiny config, and finished tiny workflows.
 
 Whole-workflow runs dominate the suite's time, so the finished workflows are built once per
-session: tests that only read one share it; tests that change it take their own copy.
+session, by whichever pytest-xdist worker asks first: tests that only read one share it; tests
+that change it take their own copy.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -112,6 +114,25 @@ def snakemake(
     return result
 
 
+# The slowest modules, slowest first (pytest-xdist hands whole modules to the workers in
+# collection order, so the long ones start at once and the short ones fill in at the end).
+# The first builds the finished workflow; the Slurm test, which needs it too, comes after
+# the training tests, by when it is built.
+SLOWEST_MODULES = [
+    "reliability/test_interruptions.py",
+    "training/test_train.py",
+    "workflow/test_slurm.py",
+    "workflow/test_workflow.py",
+    "test_benchmarks.py",
+    "reliability/test_bad_inputs.py",
+]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {f"tests/{module}": i for i, module in enumerate(SLOWEST_MODULES)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))
+
+
 @pytest.fixture
 def tiny_config() -> dict:
     return yaml.safe_load(yaml.safe_dump(TINY_CONFIG))
@@ -141,9 +162,22 @@ class Workflow:
         return Workflow(destination, destination / self.config.relative_to(self.workdir))
 
 
-def build_workflow(workdir: Path, config: dict) -> Workflow:
-    workflow = Workflow(workdir, write_config(workdir, config))
-    workflow.run()
+def shared_workflow(tmp_path_factory, name: str, config: dict) -> Workflow:
+    """The finished workflow `name`, built once per test session: the first pytest-xdist
+    worker to ask builds it under a lock; the others wait for it and reuse it."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the workers' common parent
+    workflow = Workflow(root / name, root / name / "config.yaml")
+    built = root / f"{name}.built"
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not built.exists():
+            shutil.rmtree(workflow.workdir, ignore_errors=True)  # a failed earlier attempt
+            workflow.workdir.mkdir()
+            write_config(workflow.workdir, config)
+            workflow.run()
+            built.touch()
     return workflow
 
 
@@ -151,13 +185,11 @@ def build_workflow(workdir: Path, config: dict) -> Workflow:
 def finished_workflow(tmp_path_factory) -> Workflow:
     """The tiny workflow with FINISHED_RUNS, run to the end once per session. Read only:
     a test that changes anything in it takes `finished_workflow.copy(tmp_path)`."""
-    return build_workflow(
-        tmp_path_factory.mktemp("finished"), {**TINY_CONFIG, "runs": FINISHED_RUNS}
-    )
+    return shared_workflow(tmp_path_factory, "finished", {**TINY_CONFIG, "runs": FINISHED_RUNS})
 
 
 @pytest.fixture(scope="session")
 def data_workflow(tmp_path_factory) -> Workflow:
     """The tiny workflow without runs (data stage and sample grids), run once per session.
     Read only, like `finished_workflow`."""
-    return build_workflow(tmp_path_factory.mktemp("data-only"), TINY_CONFIG)
+    return shared_workflow(tmp_path_factory, "data-only", TINY_CONFIG)

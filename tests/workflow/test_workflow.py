@@ -22,27 +22,17 @@ def planned_classes(result) -> set[str]:
     return set(re.findall(r"wildcards: klass=([\w-]+)", result.stdout))
 
 
-@pytest.fixture(scope="module")
-def data_run(tmp_path_factory):
-    """A finished data-stage run of the tiny config, shared by the rerun tests."""
-    from tests.conftest import TINY_CONFIG
-
-    workdir = tmp_path_factory.mktemp("data-run")
-    config = write_config(workdir, TINY_CONFIG)
-    snakemake(workdir, "--cores", "2", "--configfile", str(config))
-    return workdir, config
-
-
-def dry_run_with(workdir, config_path, change) -> object:
-    config = yaml.safe_load(config_path.read_text())
+def dry_run_with(workflow, change, directory) -> object:
+    """A dry run of `workflow` with its config changed by `change`, written to `directory`."""
+    config = yaml.safe_load(workflow.config.read_text())
     change(config)
-    changed = write_config(workdir, config, "changed.yaml")
-    return snakemake(workdir, "-n", "--cores", "2", "--configfile", str(changed))
+    return snakemake(
+        workflow.workdir, "-n", "--cores", "2", "--configfile", str(write_config(directory, config))
+    )
 
 
-def test_data_stage_writes_images_manifest_and_packed_arrays(data_run):
-    workdir, _ = data_run
-    results = workdir / "results"
+def test_data_stage_writes_images_manifest_and_packed_arrays(data_workflow):
+    results = data_workflow.results
     manifest = (results / "images/manifest.tsv").read_text().splitlines()
     assert len(manifest) == 1 + 3 * 12
     train = np.load(results / "packed/train/images.npy", mmap_mode="r")
@@ -51,28 +41,26 @@ def test_data_stage_writes_images_manifest_and_packed_arrays(data_run):
     assert len(list((results / "images/all/rings").glob("shard-*"))) == 3
 
 
-def test_an_unchanged_config_plans_nothing(data_run):
-    workdir, config = data_run
-    result = snakemake(workdir, "-n", "--cores", "2", "--configfile", str(config))
+def test_an_unchanged_config_plans_nothing(data_workflow):
+    result = data_workflow.run("-n")
     assert "Nothing to be done" in result.stdout + result.stderr
 
 
-def test_changing_one_class_reruns_only_that_class(data_run):
-    workdir, config = data_run
+def test_changing_one_class_reruns_only_that_class(data_workflow, tmp_path):
 
     def change(c):
         c["classes"]["rings"]["params"]["noise"] = 0.2
 
-    result = dry_run_with(workdir, config, change)
+    result = dry_run_with(data_workflow, change, tmp_path)
     jobs = planned_jobs(result)
     assert jobs["simulate_shard"] == 3
     assert planned_classes(result) == {"rings"}
     assert jobs["split_dataset"] == 1 and jobs["pack_split"] == 2
 
 
-def test_changing_the_validation_fraction_resplits_without_resimulating(data_run):
-    workdir, config = data_run
-    result = dry_run_with(workdir, config, lambda c: c.update(validation_fraction=0.5))
+def test_changing_the_validation_fraction_resplits_without_resimulating(data_workflow, tmp_path):
+    change = lambda c: c.update(validation_fraction=0.5)  # noqa: E731
+    result = dry_run_with(data_workflow, change, tmp_path)
     jobs = planned_jobs(result)
     assert "simulate_shard" not in jobs
     assert jobs["split_dataset"] == 1 and jobs["pack_split"] == 2
