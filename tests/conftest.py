@@ -124,7 +124,7 @@ SLOWEST_MODULES = [
     "workflow/test_slurm.py",
     "workflow/test_workflow.py",
     "test_benchmarks.py",
-    "reliability/test_bad_inputs.py",
+    "training/test_applications.py",
 ]
 
 

@@ -47,7 +47,6 @@ def test_an_unchanged_config_plans_nothing(data_workflow):
 
 
 def test_changing_one_class_reruns_only_that_class(data_workflow, tmp_path):
-
     def change(c):
         c["classes"]["rings"]["params"]["noise"] = 0.2
 
