@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,6 +135,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))
 
 
+def job_counts(output: str) -> dict[str, int]:
+    """Jobs per rule from Snakemake's "Job stats" table in `output` ({} if it has none)."""
+    if "Job stats:" not in output:
+        return {}
+    table = output.split("Job stats:", 1)[1].split("total", 1)[0]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
+
+
 @pytest.fixture
 def tiny_config() -> dict:
     return yaml.safe_load(yaml.safe_dump(TINY_CONFIG))
@@ -155,6 +165,17 @@ class Workflow:
         return snakemake(
             self.workdir, *args, "--cores", "2", "--configfile", str(self.config), **kwargs
         )
+
+    def dry_run(
+        self, *targets: str, change: Callable[[dict], None] | None = None, directory: Path
+    ) -> subprocess.CompletedProcess:
+        """`snakemake -n` for `targets` (every output if none) with this workflow's config
+        changed by `change`; the changed config goes to `directory`/changed.yaml."""
+        config = yaml.safe_load(self.config.read_text())
+        if change is not None:
+            change(config)
+        changed = write_config(directory, config, "changed.yaml")
+        return snakemake(self.workdir, *targets, "-n", "--cores", "2", "--configfile", str(changed))
 
     def copy(self, destination: Path) -> Workflow:
         """A private copy (modification times kept, so Snakemake sees it as finished)."""

@@ -21,10 +21,9 @@ from simtrain.reporting.statistics import compare_accuracy
 from tests.conftest import (
     FINISHED_RUNS,
     TINY_CONFIG,
+    job_counts,
     replicate_dirs,
     seed_dir,
-    snakemake,
-    write_config,
 )
 
 RUN_ARTIFACTS = [
@@ -307,15 +306,7 @@ def test_rendered_report_shows_the_comparison(report, tmp_path):
 
 def dry_run_jobs(workflow, change=None) -> dict[str, int]:
     """Job counts a dry run of `workflow` plans, after `change` to its config ({} if none)."""
-    config = yaml.safe_load(workflow.config.read_text())
-    if change is not None:
-        change(config)
-    path = write_config(workflow.workdir, config, "changed.yaml")
-    result = snakemake(workflow.workdir, "-n", "--cores", "2", "--configfile", str(path))
-    if "Stats:" not in result.stdout and "Job stats:" not in result.stdout:
-        return {}
-    table = result.stdout.split("Job stats:")[1].split("total")[0]
-    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
+    return job_counts(workflow.dry_run(change=change, directory=workflow.workdir).stdout)
 
 
 def test_reruns_stay_minimal_with_replicates_and_verified_fixes(finished_workflow, tmp_path):

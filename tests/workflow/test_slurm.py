@@ -22,6 +22,7 @@ from tests.conftest import (
     FINISHED_RUNS,
     ROOT,
     TINY_CONFIG,
+    job_counts,
     replicate_dirs,
     snakemake,
     write_config,
@@ -164,12 +165,6 @@ def cluster_snakemake(workdir: Path, env: dict[str, str], *args: str, timeout: i
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout + 30)
 
 
-def job_stats(log: str) -> Counter:
-    """Rule -> job count from Snakemake's "Job stats" table."""
-    table = log.split("Job stats:", 1)[1].split("total", 1)[0]
-    return Counter({m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)})
-
-
 def slurm_jobs(run_id: str, env: dict[str, str]) -> list[dict[str, str]]:
     """This Snakemake run's Slurm jobs, finished ones included (MinJobAge keeps them)."""
     listing = subprocess.run(
@@ -232,7 +227,7 @@ def test_workflow_runs_every_job_on_slurm_and_matches_a_local_run(
 
     run_id = re.search(r"SLURM run ID: (\S+)", log)[1]
     jobs = slurm_jobs(run_id, env)
-    expected = job_stats(log)
+    expected = Counter(job_counts(log))
     for rule in local_rules():
         expected.pop(rule, None)
     assert Counter(job["rule"] for job in jobs) == expected

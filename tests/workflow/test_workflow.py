@@ -9,26 +9,11 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.conftest import ROOT, snakemake, write_config
-
-
-def planned_jobs(result) -> dict[str, int]:
-    """Job counts per rule from a dry run's 'Job stats' table."""
-    table = result.stdout.split("Job stats:")[1].split("total")[0]
-    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
+from tests.conftest import ROOT, Workflow, job_counts, snakemake, write_config
 
 
 def planned_classes(result) -> set[str]:
     return set(re.findall(r"wildcards: klass=([\w-]+)", result.stdout))
-
-
-def dry_run_with(workflow, change, directory) -> object:
-    """A dry run of `workflow` with its config changed by `change`, written to `directory`."""
-    config = yaml.safe_load(workflow.config.read_text())
-    change(config)
-    return snakemake(
-        workflow.workdir, "-n", "--cores", "2", "--configfile", str(write_config(directory, config))
-    )
 
 
 def test_data_stage_writes_images_manifest_and_packed_arrays(data_workflow):
@@ -50,8 +35,8 @@ def test_changing_one_class_reruns_only_that_class(data_workflow, tmp_path):
     def change(c):
         c["classes"]["rings"]["params"]["noise"] = 0.2
 
-    result = dry_run_with(data_workflow, change, tmp_path)
-    jobs = planned_jobs(result)
+    result = data_workflow.dry_run(change=change, directory=tmp_path)
+    jobs = job_counts(result.stdout)
     assert jobs["simulate_shard"] == 3
     assert planned_classes(result) == {"rings"}
     assert jobs["split_dataset"] == 1 and jobs["pack_split"] == 2
@@ -59,8 +44,8 @@ def test_changing_one_class_reruns_only_that_class(data_workflow, tmp_path):
 
 def test_changing_the_validation_fraction_resplits_without_resimulating(data_workflow, tmp_path):
     change = lambda c: c.update(validation_fraction=0.5)  # noqa: E731
-    result = dry_run_with(data_workflow, change, tmp_path)
-    jobs = planned_jobs(result)
+    result = data_workflow.dry_run(change=change, directory=tmp_path)
+    jobs = job_counts(result.stdout)
     assert "simulate_shard" not in jobs
     assert jobs["split_dataset"] == 1 and jobs["pack_split"] == 2
 
@@ -82,7 +67,7 @@ def test_editing_a_plugin_simulator_reruns_its_class(tmp_path):
     source = tmp_path / "my_sims.py"
     source.write_text(source.read_text() + "# edited\n")
     result = snakemake(tmp_path, "-n", "--cores", "2", "--configfile", str(path))
-    assert planned_jobs(result)["simulate_shard"] == 2
+    assert job_counts(result.stdout)["simulate_shard"] == 2
     assert planned_classes(result) == {"plugin"}
 
 
@@ -104,13 +89,13 @@ def test_editing_a_library_module_reruns_the_rules_that_use_it(tmp_path):
     simulators = copy / "src/simtrain/data/simulators.py"
     simulators.write_text(simulators.read_text() + "\n# edited\n")
     result = snakemake(workdir, "-n", *args, snakefile=copy / "Snakefile", env=env)
-    assert planned_jobs(result)["simulate_shard"] == 9
+    assert job_counts(result.stdout)["simulate_shard"] == 9
 
 
 def test_a_configfile_replaces_the_default_config(tmp_path, tiny_config):
     path = write_config(tmp_path, tiny_config)
     result = snakemake(tmp_path, "-n", "--cores", "2", "--configfile", str(path))
-    assert "train_run" not in planned_jobs(result)  # the default config's runs are gone
+    assert "train_run" not in job_counts(result.stdout)  # the default config's runs are gone
     assert planned_classes(result) == {"blobs", "rings", "streaks"}
 
 
@@ -119,12 +104,12 @@ def test_config_overrides_single_keys(tmp_path, tiny_config):
     result = snakemake(
         tmp_path, "-n", "--cores", "2", "--configfile", str(path), "--config", "images_per_shard=12"
     )
-    assert planned_jobs(result)["simulate_shard"] == 3  # one shard per class
+    assert job_counts(result.stdout)["simulate_shard"] == 3  # one shard per class
 
 
 def test_the_default_config_is_valid_and_plans_every_stage(tmp_path):
     result = snakemake(tmp_path, "-n", "--cores", "8")
-    jobs = planned_jobs(result)
+    jobs = job_counts(result.stdout)
     for rule in [
         "simulate_shard",
         "split_dataset",
@@ -202,11 +187,8 @@ def test_a_plugin_model_is_trained_diagnosed_drawn_and_compared(trained_runs):
     assert "| `plugin` | my_models:tiny |" in (workdir / "results/comparison.md").read_text()
 
 
-def planned_training(workdir, config_path, targets, change=lambda c: None) -> dict[str, int]:
-    config = yaml.safe_load(config_path.read_text())
-    change(config)
-    changed = write_config(workdir, config, "changed.yaml")
-    result = snakemake(workdir, *targets, "-n", "--cores", "2", "--configfile", str(changed))
+def planned_training(workdir, config_path, targets, change=None) -> dict[str, int]:
+    result = Workflow(workdir, config_path).dry_run(*targets, change=change, directory=workdir)
     if "Nothing to be done" in result.stdout + result.stderr:
         return {}
     return {
@@ -258,7 +240,7 @@ def test_the_full_config_plans_every_run_at_the_original_scale_without_running_a
 ):
     full = ROOT / "config" / "full.yaml"
     result = snakemake(tmp_path, "-n", "--cores", "8", "--configfile", str(full))
-    jobs = planned_jobs(result)
+    jobs = job_counts(result.stdout)
     runs = yaml.safe_load(full.read_text())["runs"]
     seeds = {run: settings.get("repeats", 1) for run, settings in runs.items()}
     deep = [run for run, settings in runs.items() if settings["model"] != "baseline"]
