@@ -68,12 +68,17 @@ def test_split_refuses_images_that_appear_in_both_splits(tmp_path):
 
 
 def test_split_indices_depend_on_fraction_seed_and_class_only():
-    train, validation = split_indices(range(10), 0.2, seed=5, class_name="x")
-    assert len(validation) == 2 and len(train) == 8
+    train, validation = split_indices(range(100), 0.2, seed=5, class_name="x")
+    assert len(validation) == 20 and len(train) == 80
     assert set(train).isdisjoint(validation)
-    assert np.array_equal(validation, split_indices(range(10), 0.2, 5, "x")[1])
-    others = {tuple(split_indices(range(10), 0.2, s, c)[1]) for s, c in [(6, "x"), (5, "y")]}
-    assert tuple(validation) not in others or len(others) == 2
+    assert np.array_equal(validation, split_indices(range(100), 0.2, 5, "x")[1])
+    # 20 of 100: two independent draws coincide with probability 1 / C(100, 20) ~ 2e-21, so
+    # each of seed and class must change the draw on its own.
+    other_seed = split_indices(range(100), 0.2, seed=6, class_name="x")[1]
+    other_class = split_indices(range(100), 0.2, seed=5, class_name="y")[1]
+    assert set(other_seed) != set(validation)
+    assert set(other_class) != set(validation)
+    assert set(other_seed) != set(other_class)
 
 
 @pytest.mark.parametrize(("n", "fraction", "expected"), [(10, 0.2, 2), (3, 0.01, 1), (3, 0.99, 2)])

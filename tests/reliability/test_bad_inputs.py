@@ -160,6 +160,12 @@ def defined_rules() -> set[str]:
     }
 
 
+def key_then(key: str, message: str) -> str:
+    """A pattern for the key, then the message: grouped, so an alternation in either stays
+    inside it (`colour.*unknown key|unexpected` would match "unexpected" alone)."""
+    return rf"(?:{key}).*(?:{message})"
+
+
 def check_like_the_snakefile(config: dict, workdir: Path) -> None:
     """The Snakefile's checks of a loaded config, in its order, in this process."""
     check_schema(config, yaml.safe_load(SCHEMA.read_text()))
@@ -174,6 +180,13 @@ def digest_tree(results: Path) -> dict[str, str]:
         for p in sorted(results.rglob("*"))
         if p.is_file() and "logs" not in p.parts
     }
+
+
+def test_the_key_pattern_needs_the_key_and_the_message():
+    pattern = key_then("colour", r"unknown key|unexpected")
+    assert re.search(pattern, "colour: unknown key")
+    assert not re.search(pattern, "Additional properties are not allowed ('x' was unexpected)")
+    assert not re.search(key_then("classes", "at least 2"), "seed: allowed: at least 2 entries")
 
 
 @pytest.fixture(scope="module")
@@ -199,7 +212,7 @@ def test_a_bad_config_is_rejected_naming_its_key(good_run, tiny_config, change, 
     change(tiny_config)
     with pytest.raises(ConfigError) as error:
         check_like_the_snakefile(tiny_config, good_run.workdir)
-    assert re.search(rf"{key}.*{message}", str(error.value), re.S), str(error.value)
+    assert re.search(key_then(key, message), str(error.value), re.S), str(error.value)
 
 
 @pytest.mark.parametrize(
@@ -214,7 +227,7 @@ def test_a_bad_config_stops_snakemake_before_any_job(good_run, tiny_config, chan
     result = snakemake(good_run.workdir, "--cores", "2", "--configfile", str(path), check=False)
     output = result.stdout + result.stderr
     assert result.returncode != 0
-    assert re.search(rf"{key}.*{message}", output, re.S), output[-3000:]
+    assert re.search(key_then(key, message), output, re.S), output[-3000:]
     started = [r for r in defined_rules() if re.search(rf"\b(local)?rule {r}:", output)]
     assert started == [], f"jobs ran: {started}"
     assert digest_tree(good_run.results) == before
