@@ -11,7 +11,7 @@ import numpy as np
 
 @dataclass(frozen=True)
 class PackedSplit:
-    images: np.ndarray  # (N, H, W, 1) uint8, usually a read-only memmap
+    images: np.ndarray  # (N, H, W, 1) uint8 or uint16 (bit_depth 16), usually a read-only memmap
     labels: np.ndarray  # (N,) int64
     classes: list[str]
 
@@ -21,9 +21,13 @@ class PackedSplit:
         images = np.load(directory / "images.npy", mmap_mode="r")
         labels = np.load(directory / "labels.npy")
         classes = json.loads((directory / "classes.json").read_text())
-        if images.dtype != np.uint8 or images.ndim != 4 or len(images) != len(labels):
+        if (
+            images.dtype not in (np.uint8, np.uint16)
+            or images.ndim != 4
+            or len(images) != len(labels)
+        ):
             raise ValueError(
-                f"{directory}: expected uint8 images (N, H, W, 1) and N labels, got "
+                f"{directory}: expected uint8 or uint16 images (N, H, W, 1) and N labels, got "
                 f"{images.dtype} {images.shape} and {labels.shape}"
             )
         return cls(images, labels, classes)

@@ -1,4 +1,9 @@
-"""Pack one split's PNGs into uint8 .npy arrays that training reads by memory map."""
+"""Pack one split's PNGs into .npy arrays that training reads by memory map.
+
+The arrays are uint8 with `bit_depth` 8 (the default) and uint16 with 16: real images ingested
+at 16 bits keep their depth, and 8-bit PNGs (simulated classes) are scaled by 257, which maps
+0..255 exactly onto 0..65535, so every class spans the same range.
+"""
 
 from __future__ import annotations
 
@@ -24,21 +29,31 @@ class ImageFileError(ValueError):
     """A PNG in the split folders is unreadable, of the wrong size, or not what was split."""
 
 
-def read_png(path: str | os.PathLike, size: int, sha256: str | None = None) -> np.ndarray:
-    """A size x size uint8 greyscale image; raises ImageFileError naming the file otherwise."""
+def read_png(
+    path: str | os.PathLike, size: int, sha256: str | None = None, bit_depth: int = 8
+) -> np.ndarray:
+    """A size x size greyscale image as uint8 (bit_depth 8) or uint16 (bit_depth 16); raises
+    ImageFileError naming the file otherwise."""
     path = Path(path)
     if sha256 is not None and file_sha256(path) != sha256:
         raise ImageFileError(f"{path}: content differs from the manifest (modified after split?)")
     try:
         with Image.open(path) as image:
             image.load()
-            if image.mode != "L":
-                raise ImageFileError(f"{path}: expected 8-bit greyscale (mode L), got {image.mode}")
+            allowed = ("L",) if bit_depth == 8 else ("L", "I;16", "I;16B")
+            if image.mode not in allowed:
+                raise ImageFileError(
+                    f"{path}: expected {bit_depth}-bit greyscale (mode {' or '.join(allowed)}), "
+                    f"got {image.mode}"
+                )
             if image.size != (size, size):
                 raise ImageFileError(
                     f"{path}: expected {size}x{size} pixels, got {image.size[0]}x{image.size[1]}"
                 )
-            return np.asarray(image, dtype=np.uint8)
+            if bit_depth == 8:
+                return np.asarray(image, dtype=np.uint8)
+            pixels = np.asarray(image).astype(np.uint16)
+            return pixels * np.uint16(257) if image.mode == "L" else pixels
     except (UnidentifiedImageError, OSError, SyntaxError) as error:
         raise ImageFileError(f"{path}: not a readable PNG ({error})") from error
 
@@ -65,8 +80,10 @@ def pack_split(
     labels_out: str | os.PathLike,
     classes_out: str | os.PathLike,
     threads: int = 1,
+    bit_depth: int = 8,
 ) -> int:
-    """Write images.npy (N x size x size x 1 uint8), labels.npy (int64) and classes.json.
+    """Write images.npy (N x size x size x 1, uint8 or uint16 by `bit_depth`), labels.npy
+    (int64) and classes.json.
 
     Images are ordered by class, then index; labels index into `classes`.
     """
@@ -92,11 +109,14 @@ def pack_split(
 
     with atomic_path(images_out) as tmp:
         array = np.lib.format.open_memmap(
-            tmp, mode="w+", dtype=np.uint8, shape=(len(rows), size, size, 1)
+            tmp,
+            mode="w+",
+            dtype=np.uint8 if bit_depth == 8 else np.uint16,
+            shape=(len(rows), size, size, 1),
         )
 
         def load(i: int) -> None:
-            array[i, :, :, 0] = read_png(paths[i], size, rows["sha256"].iat[i])
+            array[i, :, :, 0] = read_png(paths[i], size, rows["sha256"].iat[i], bit_depth)
 
         # PNG decoding releases the GIL, so threads help.
         with ThreadPoolExecutor(max_workers=max(threads, 1)) as pool:

@@ -1,4 +1,5 @@
-"""A minimal 8-bit greyscale PNG writer, ~4x faster than Pillow on simulated images.
+"""A minimal greyscale PNG writer, ~4x faster than Pillow on simulated images; 8-bit, and
+16-bit for real images kept at their depth.
 
 Simulated images are mostly pixel noise, which no PNG filter or LZ77 match helps with:
 Pillow spends ~2.3 ms per 256x256 image trying (filters + zlib) to save ~2 %. Writing
@@ -23,15 +24,18 @@ def _chunk(tag: bytes, data: bytes) -> bytes:
 
 
 def encode_png(image: np.ndarray) -> bytes:
-    """PNG bytes of a 2-D uint8 array (colour type 0, bit depth 8, filter 'none')."""
-    if image.dtype != np.uint8 or image.ndim != 2:
-        raise ValueError(f"expected a 2-D uint8 array, got {image.dtype} {image.shape}")
+    """PNG bytes of a 2-D uint8 or uint16 array (greyscale, bit depth 8 or 16, filter 'none')."""
+    if image.dtype not in (np.uint8, np.uint16) or image.ndim != 2:
+        raise ValueError(f"expected a 2-D uint8 or uint16 array, got {image.dtype} {image.shape}")
     height, width = image.shape
-    rows = np.zeros((height, width + 1), np.uint8)  # column 0: each row's filter byte
-    rows[:, 1:] = image
+    depth = 8 * image.dtype.itemsize
+    # PNG stores 16-bit samples big-endian.
+    samples = image.astype(">u2").view(np.uint8) if depth == 16 else image
+    rows = np.zeros((height, samples.shape[1] + 1), np.uint8)  # column 0: each row's filter
+    rows[:, 1:] = samples
     compressor = zlib.compressobj(1, zlib.DEFLATED, 15, 9, zlib.Z_RLE)
     data = compressor.compress(rows.tobytes()) + compressor.flush()
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    header = struct.pack(">IIBBBBB", width, height, depth, 0, 0, 0, 0)
     return _SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", data) + _chunk(b"IEND", b"")
 
 

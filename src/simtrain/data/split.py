@@ -18,6 +18,9 @@ from simtrain.common.failpoints import failpoint
 from simtrain.common.files import atomic_path, write_tsv
 from simtrain.data.simulate import class_key
 
+# A shard's table of the real files its PNGs came from (written by simtrain.data.ingest).
+SOURCES = "sources.tsv"
+
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "validation")
@@ -65,15 +68,30 @@ def _link(source: Path, target: Path) -> None:
 
 
 def collect_images(shard_dirs: Iterable[str | os.PathLike]) -> pd.DataFrame:
-    """One row per simulated PNG: source, class (the shard's parent folder) and index."""
+    """One row per PNG of the shards: source, class (the shard's parent folder) and index;
+    for ingested real images also the original file and its sha256 (from sources.tsv)."""
     rows = []
     for shard_dir in map(Path, shard_dirs):
         class_name = shard_dir.parent.name
+        sources = shard_dir / SOURCES
+        originals = (
+            pd.read_csv(sources, sep="\t", dtype={"source": str}, keep_default_na=False)
+            .set_index("index")
+            .to_dict("index")
+            if sources.is_file()
+            else {}
+        )
         for png in sorted(shard_dir.glob("*.png")):
             index = int(png.stem.rsplit("-", 1)[1])
-            rows.append({"source": png, "class": class_name, "index": index})
+            row = {"source": png, "class": class_name, "index": index}
+            if originals:
+                row |= {
+                    "original": originals[index]["source"],
+                    "original_sha256": originals[index]["source_sha256"],
+                }
+            rows.append(row)
     if not rows:
-        raise ValueError("no simulated images found in the shard folders")
+        raise ValueError("no images found in the shard folders")
     images = pd.DataFrame(rows).sort_values(["class", "index"], ignore_index=True)
     duplicated = images.duplicated(["class", "index"])
     if duplicated.any():
@@ -95,10 +113,16 @@ def check_disjoint(manifest: pd.DataFrame) -> None:
     by_hash = manifest.groupby("sha256")["split"].nunique()
     leaked = by_hash[by_hash > 1].index
     if len(leaked):
-        paths = manifest.loc[manifest["sha256"].isin(leaked), "path"].head(6).tolist()
+        twins = manifest["sha256"].isin(leaked)
+        if "source" in manifest and manifest.loc[twins, "source"].ne("").any():
+            column, cause = "source", "these real images are identical after conversion; remove "
+            cause += "the duplicates from the class folders"
+        else:
+            column, cause = "path", "the simulator returned identical images (is its output "
+            cause += "independent of the rng?)"
+        paths = manifest.loc[twins, column].head(6).tolist()
         raise DuplicateImageError(
-            f"{len(leaked)} image(s) appear in both train and validation, e.g. {paths}; "
-            "the simulator returned identical images (is its output independent of the rng?)"
+            f"{len(leaked)} image(s) appear in both train and validation, e.g. {paths}; {cause}"
         )
     repeats = manifest["sha256"].duplicated().sum()
     if repeats:
@@ -113,9 +137,10 @@ def split_dataset(
     validation_fraction: float,
     seed: int,
 ) -> pd.DataFrame:
-    """Hard-link every simulated image into images_root/{train,validation}/{class}/.
+    """Hard-link every shard's image into images_root/{train,validation}/{class}/.
 
-    Writes the manifest (path relative to images_root, class, split, index, sha256) and
+    Writes the manifest (path relative to images_root, class, split, index, sha256; with real
+    classes also source and source_sha256, the original file and its hash) and
     returns it. Nothing is published unless every image is linked and the splits are disjoint.
     """
     images_root = Path(images_root)
@@ -127,7 +152,12 @@ def split_dataset(
         f"{split}/{klass}/{Path(source).name}"
         for split, klass, source in zip(images["split"], images["class"], images["source"])
     ]
-    manifest = images[["path", "class", "split", "index", "sha256"]]
+    manifest = images[["path", "class", "split", "index", "sha256"]].copy()
+    if "original" in images:
+        # Real images: the file each came from (relative to its class folder) and its hash;
+        # empty for simulated classes.
+        manifest["source"] = images["original"].fillna("")
+        manifest["source_sha256"] = images["original_sha256"].fillna("")
     check_disjoint(manifest)
 
     with (
