@@ -154,11 +154,11 @@ def test_beats_baseline_follows_the_paired_test_on_the_same_images(finished_work
     assert table.loc["cnn_partial", "test"] == "exact McNemar"
     expected = "yes" if deep.mean() > baseline.mean() and p < 0.05 else "no"
     assert table.loc["cnn_partial", "beats_baseline"] == expected
-    # Two seeds: the seed-aware t test, whose numbers follow from both seeds' predictions.
+    # Two seeds: the seed-aware test, whose numbers follow from both seeds' predictions.
     seeds = np.stack([correct(results, seed_dir("cnn", k)) for k in (0, 1)])
     outcome = compare_accuracy(seeds, baseline)
     assert float(table.loc["cnn", "p_value"]) == pytest.approx(outcome.p_value, abs=1e-3)
-    assert table.loc["cnn", "test"] == outcome.test == "t, seeds + images, 1 df"
+    assert table.loc["cnn", "test"] == outcome.test == "seeds + images, unpaired (MOVER)"
 
 
 def test_comparison_markdown_has_one_row_per_run_with_its_main_finding(finished_workflow):
