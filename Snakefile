@@ -12,6 +12,7 @@ from simtrain.config import (
     ConfigError,
     check_classes,
     check_config_files,
+    check_folders,
     check_runs,
     check_schema,
     config_error_report,
@@ -37,6 +38,7 @@ try:
     validate(config, SCHEMA)  # passes now; fills in the schema's defaults
     check_classes(config, search_path=os.getcwd())
     check_runs(config, search_path=os.getcwd())
+    check_folders(config)
 except ConfigError as error:
     sys.exit(config_error_report(error, workflow.configfiles))
 
@@ -70,11 +72,14 @@ wildcard_constraints:
 
 
 include: "workflow/rules/simulate.smk"
+include: "workflow/rules/ingest.smk"
 include: "workflow/rules/split.smk"
 include: "workflow/rules/pack.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/diagnose.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/predict.smk"
 
 
 rule all:

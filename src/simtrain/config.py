@@ -18,6 +18,12 @@ import yaml
 
 from simtrain.common.plugins import PluginError, is_plugin, plugin_source_file
 from simtrain.common.runs import FIX_SEPARATOR
+from simtrain.data.folders import (
+    FolderError,
+    did_you_mean,
+    planned_images,
+    planned_labelled_images,
+)
 from simtrain.data.simulate import simulate_image
 from simtrain.data.simulators import SimulatorError, resolve_simulator
 from simtrain.data.split import validation_count
@@ -110,19 +116,51 @@ def describe_schema_error(error: jsonschema.ValidationError) -> str:
     return "\n".join(lines)
 
 
+def class_image_count(config: Mapping[str, Any], name: str) -> int:
+    """Images of a class before the split: images_per_class, or its folder's images."""
+    spec = config["classes"][name]
+    if "folder" not in spec:
+        return config["images_per_class"]
+    return len(planned_images(spec["folder"], f"classes.{name}.folder"))
+
+
 def split_sizes(config: Mapping[str, Any]) -> tuple[int, int]:
     """(training images, validation images) the split will produce."""
-    per_class_validation = validation_count(
-        config["images_per_class"], config["validation_fraction"]
-    )
-    n_classes = len(config["classes"])
-    validation = per_class_validation * n_classes
-    return config["images_per_class"] * n_classes - validation, validation
+    counts = [class_image_count(config, name) for name in config["classes"]]
+    fraction = config["validation_fraction"]
+    validation = sum(validation_count(n, fraction) for n in counts)
+    return sum(counts) - validation, validation
+
+
+def _check_folder_class(config: Mapping[str, Any], name: str, spec: Mapping[str, Any]) -> None:
+    """A folder class: no simulator settings, a folder of images, enough of them to split."""
+    if "simulator" in spec:
+        raise ConfigError(
+            f"classes.{name}: has both simulator and folder; a class takes its images from one"
+        )
+    if spec.get("params"):
+        raise ConfigError(f"classes.{name}.params: only a simulator takes params, not a folder")
+    key = f"classes.{name}.folder"
+    try:
+        count = class_image_count(config, name)
+    except FolderError as error:
+        raise ConfigError(str(error)) from error
+    if count < 2:
+        raise ConfigError(
+            f"{key}: {spec['folder']} holds {count} image; the split needs at least 2 per class "
+            "(one for training, one for validation)"
+        )
 
 
 def check_classes(config: Mapping[str, Any], search_path: str | os.PathLike | None) -> None:
-    """Every simulator resolves and its first image meets the output contract."""
+    """Every simulator resolves and its first image meets the output contract; every class
+    folder lists enough images (by name only: reading them is the ingest jobs' work)."""
     for name, spec in config["classes"].items():
+        if "folder" in spec:
+            _check_folder_class(config, name, spec)
+            continue
+        if "simulator" not in spec:
+            raise ConfigError(f"classes.{name}: needs a simulator or a folder of images")
         key = f"classes.{name}.simulator"
         try:
             function = resolve_simulator(spec["simulator"], search_path)
@@ -140,6 +178,37 @@ def check_classes(config: Mapping[str, Any], search_path: str | os.PathLike | No
             )
         except ValueError as error:
             raise ConfigError(f"classes.{name}: {error}") from error
+
+
+def check_folders(config: Mapping[str, Any]) -> None:
+    """Evaluation sets are labelled folders of the configured classes (typos get a
+    did-you-mean); prediction folders hold images and name a configured run and replicate."""
+    classes = sorted(config["classes"])
+    try:
+        for name, folder in config["evaluation"].items():
+            planned_labelled_images(folder, tuple(classes), f"evaluation.{name}")
+        for name, spec in config["predict"].items():
+            key = f"predict.{name}"
+            planned_images(spec["folder"], f"{key}.folder")
+            run = spec["run"]
+            if run not in config["runs"]:
+                raise ConfigError(
+                    f"{key}.run: {run!r} is not a configured run "
+                    f"({', '.join(config['runs']) or 'none'}){did_you_mean(run, config['runs'])}"
+                )
+            settings = resolve_run(config, run)
+            if spec["replicate"] >= settings["repeats"]:
+                raise ConfigError(
+                    f"{key}.replicate: {spec['replicate']} but run {run!r} has "
+                    f"{settings['repeats']} replicate(s) (0 .. {settings['repeats'] - 1})"
+                )
+            if settings["model"] == BASELINE_MODEL and spec["model"] != "final":
+                raise ConfigError(
+                    f"{key}.model: the baseline has one fitted model; use final, "
+                    f"not {spec['model']!r}"
+                )
+    except FolderError as error:
+        raise ConfigError(str(error)) from error
 
 
 # Built-in model names, kept here so planning a workflow does not import Keras

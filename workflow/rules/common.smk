@@ -12,7 +12,14 @@ from simtrain.common.runs import (
     replicate_settings,
 )
 from simtrain.config import BASELINE_MODEL, resolve_run
+from simtrain.evaluation.run_model import MODEL_FILES
+from simtrain.training.tables import BASELINE_MODEL_FILE
 from simtrain.diagnosis.fixes import read_fix_plan
+from simtrain.data.folders import (
+    fingerprint,
+    planned_images,
+    planned_labelled_images,
+)
 from simtrain.data.simulate import shard_count
 from simtrain.data.simulators import simulator_source_file
 
@@ -21,6 +28,11 @@ TRAIN_ENV = {"cpu": "../../envs/train.yaml", "gpu": "../../envs/train-gpu.yaml"}
     config["train_env"]
 ]
 CLASSES = sorted(config["classes"])
+# Classes whose images come from a folder of real images instead of a simulator.
+FOLDER_CLASSES = [k for k in CLASSES if "folder" in config["classes"][k]]
+SIMULATED_CLASSES = [k for k in CLASSES if k not in FOLDER_CLASSES]
+EVALUATION_SETS = list(config["evaluation"])
+PREDICTIONS = list(config["predict"])
 SPLITS = ["train", "validation"]
 
 RUNS = list(config["runs"])
@@ -49,8 +61,45 @@ def library_files(script):
 
 
 def shard_dirs(klass):
-    n = shard_count(config["images_per_class"], config["images_per_shard"])
+    images = (
+        len(class_images(klass))
+        if klass in FOLDER_CLASSES
+        else config["images_per_class"]
+    )
+    n = shard_count(images, config["images_per_shard"])
     return [f"results/images/all/{klass}/shard-{shard}" for shard in range(n)]
+
+
+def class_images(klass):
+    """The images of a folder class, listed once at planning (names, sizes, times only)."""
+    return planned_images(config["classes"][klass]["folder"], f"classes.{klass}.folder")
+
+
+def folder_fingerprint(klass):
+    """Changes when a file of the class's folder is added, removed or modified: a param,
+    so that class's ingest jobs rerun (planning lists no input per image)."""
+    return fingerprint(class_images(klass))
+
+
+def evaluation_fingerprint(name):
+    folder, key = config["evaluation"][name], f"evaluation.{name}"
+    sets = planned_labelled_images(folder, tuple(CLASSES), key)
+    return fingerprint([entry for klass in sorted(sets) for entry in sets[klass]])
+
+
+def prediction_fingerprint(name):
+    folder = config["predict"][name]["folder"]
+    return fingerprint(planned_images(folder, f"predict.{name}.folder"))
+
+
+def conversion_settings():
+    """How real images become the pipeline's images (simtrain.data.images.Conversion)."""
+    return {
+        "size": config["image_size"],
+        "aspect": config["ingest"]["aspect"],
+        "min_size": config["ingest"]["min_size"],
+        "bit_depth": config["bit_depth"],
+    }
 
 
 def simulator_files(wildcards):
@@ -140,6 +189,8 @@ def resolved_config(run, replicate):
             "images_per_class",
             "validation_fraction",
             "classes",
+            "bit_depth",
+            "ingest",
         )
     }
     return {**data, "runs": {run: run_settings(run, replicate)}}
@@ -175,6 +226,9 @@ def final_outputs():
         outputs += expand("results/samples/model_view/{run}.png", run=DEEP_RUNS)
         outputs += expand("results/runs/{run}/fixes.md", run=VERIFYING_RUNS)
         outputs += run_files(*PLOT_NAMES, runs=RUNS)
+        if EVALUATION_SETS:
+            outputs += ["results/evaluation.md", "results/evaluation.tsv"]
+    outputs += expand("results/predictions/{name}/predictions.tsv", name=PREDICTIONS)
     return outputs
 
 
@@ -198,6 +252,15 @@ TRAIN_OUTPUTS = [
 
 def is_deep(run):
     return parse_sibling(run)[0] in DEEP_RUNS
+
+
+def run_model_file(run, replicate, choice="final"):
+    """A replicate's saved model: choice final, best or precise_bn of a deep run, the fitted
+    pipeline of the baseline."""
+    seed_dir = f"results/runs/{run}/seed-{replicate}"
+    if not is_deep(run):
+        return f"{seed_dir}/{BASELINE_MODEL_FILE}"
+    return f"{seed_dir}/{MODEL_FILES[choice]}"
 
 
 def run_outputs(wildcards):

@@ -17,5 +17,6 @@ rule pack_split:
     params:
         classes=CLASSES,
         image_size=config["image_size"],
+        bit_depth=config["bit_depth"],
     script:
         "../scripts/pack.py"

@@ -8,6 +8,8 @@ rule simulate_shard:
         "results/logs/simulate/{klass}-{shard}.log",
     benchmark:
         "results/benchmarks/simulate/{klass}-{shard}.tsv"
+    wildcard_constraints:
+        klass=_one_of(SIMULATED_CLASSES),
     conda:
         "../../envs/data.yaml"
     resources:

@@ -41,6 +41,7 @@ rule train_baseline:
         code=library_files("train_baseline.py"),
     output:
         multiext("results/runs/{run}/seed-{replicate}/", *TRAIN_OUTPUTS),
+        model=f"results/runs/{{run}}/seed-{{replicate}}/{BASELINE_MODEL_FILE}",
     log:
         "results/logs/train/{run}/seed-{replicate}.log",
     benchmark:

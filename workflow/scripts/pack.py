@@ -27,4 +27,5 @@ pack_split(
     labels_out=snakemake.output.labels,
     classes_out=snakemake.output.classes,
     threads=snakemake.threads,
+    bit_depth=snakemake.params.bit_depth,
 )

@@ -194,9 +194,9 @@ def plot_samples(
             axis.set_xticks([])
             axis.set_yticks([])
             if column < len(chosen):
-                axis.imshow(
-                    np.asarray(images[chosen[column]])[..., 0], cmap="gray", vmin=0, vmax=255
-                )
+                image = np.asarray(images[chosen[column]])[..., 0]
+                top = np.iinfo(image.dtype).max  # 255, or 65535 for bit_depth 16
+                axis.imshow(image, cmap="gray", vmin=0, vmax=top)
             else:
                 axis.set_axis_off()
         axes[row, 0].set_ylabel(name, rotation=0, ha="right", va="center")

@@ -13,18 +13,21 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import joblib
 import numpy as np
 from skimage.feature import hog
 from skimage.transform import downscale_local_mean
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss
-from sklearn.pipeline import make_pipeline
+from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from tqdm import tqdm
 
 from simtrain.common.failpoints import failpoint
+from simtrain.common.files import atomic_path
 from simtrain.data.arrays import PackedSplit, stratified_subset
 from simtrain.training.tables import (
+    BASELINE_MODEL_FILE,
     HISTORY_COLUMNS,
     TIMING_COLUMNS,
     predictions_table,
@@ -41,7 +44,7 @@ SPECTRUM_BINS = 16
 
 def image_features(image: np.ndarray) -> np.ndarray:
     """Intensity statistics, a radial power spectrum and HOG orientation histograms."""
-    pixels = image[..., 0].astype(np.float32) / 255
+    pixels = image[..., 0].astype(np.float32) / np.iinfo(image.dtype).max  # uint8 or uint16
     factor = max(pixels.shape[0] // FEATURE_SIDE, 1)
     small = downscale_local_mean(pixels, (factor, factor)) if factor > 1 else pixels
     centred = pixels - pixels.mean()
@@ -61,6 +64,22 @@ def image_features(image: np.ndarray) -> np.ndarray:
     )
     orientations = hog(small, orientations=9, pixels_per_cell=(16, 16), cells_per_block=(2, 2))
     return np.concatenate([stats, spectrum, orientations]).astype(np.float64)
+
+
+def save_baseline(classifier: Pipeline, path: str | os.PathLike) -> None:
+    """The fitted pipeline, so evaluation and prediction score new images without refitting."""
+    with atomic_path(path) as tmp:
+        joblib.dump(classifier, tmp)
+
+
+def load_baseline(path: str | os.PathLike) -> Pipeline:
+    """A pipeline written by `save_baseline` (a pickle: load only files this workflow wrote)."""
+    return joblib.load(path)
+
+
+def baseline_probabilities(classifier: Pipeline, images: np.ndarray) -> np.ndarray:
+    """Class probabilities of packed images (N x H x W x 1, uint8 or uint16)."""
+    return classifier.predict_proba(features(images, np.arange(len(images))))
 
 
 def features(images: np.ndarray, indices: np.ndarray) -> np.ndarray:
@@ -140,6 +159,7 @@ def train_baseline(
     }
     failpoint("baseline.before_write")
     Path(out_dir).mkdir(parents=True, exist_ok=True)
+    save_baseline(classifier, Path(out_dir) / BASELINE_MODEL_FILE)
     write_run_tables(
         out_dir,
         history=history,

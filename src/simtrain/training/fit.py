@@ -132,6 +132,7 @@ def train_run(
                 settings.model,
                 image_size=train_split.images.shape[1],
                 num_classes=len(train_split.classes),
+                pixel_dtype=train_split.images.dtype.name,
                 augmentation=settings.augmentation,
                 standardize=settings.standardize,
                 seed=settings.seed,

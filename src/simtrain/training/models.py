@@ -108,12 +108,19 @@ def build_model(
     augmentation: Mapping[str, Any],
     standardize: bool,
     seed: int,
+    pixel_dtype: str = "uint8",
     search_path: str | os.PathLike | None = None,
 ) -> keras.Model:
-    """uint8 images -> [augmentation] -> [standardisation] -> classifier -> probabilities."""
+    """uint8 images -> [augmentation] -> [standardisation] -> classifier -> probabilities.
+
+    pixel_dtype "uint16" (bit_depth 16) takes uint16 images instead, scaled by 1/65535 to the
+    same [0, 1] range, so 16-bit images are never reduced to 8 bits."""
     input_shape = (image_size, image_size, 1)
-    inputs = keras.Input(input_shape, dtype="uint8", name="image")
-    x = keras.layers.Rescaling(1 / 255, name="to_float")(inputs)
+    if pixel_dtype not in ("uint8", "uint16"):
+        raise ValueError(f"pixel_dtype must be uint8 or uint16, got {pixel_dtype!r}")
+    inputs = keras.Input(input_shape, dtype=pixel_dtype, name="image")
+    top = 255 if pixel_dtype == "uint8" else 65535
+    x = keras.layers.Rescaling(1 / top, name="to_float")(inputs)
     augment = RandomAffine(**augmentation, seed=seed, name="augment")
     if not augment.is_identity:
         x = augment(x)

@@ -24,6 +24,8 @@ HISTORY_COLUMNS = [
     "validation_images_seen",
 ]
 TIMING_COLUMNS = ["epoch", "seconds", "images_per_second"]
+# The baseline's fitted pipeline (features scaler + logistic regression), beside its tables.
+BASELINE_MODEL_FILE = "model.joblib"
 BATCH_COLUMNS = ["epoch", "batch", "step", "batch_size", "loss", "accuracy"]
 
 # Probabilities are clipped before the log so one confident mistake is finite.

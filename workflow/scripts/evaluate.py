@@ -1,0 +1,30 @@
+import sys
+from pathlib import Path
+
+# The library of this workflow's own checkout, whichever Python runs the job (a conda env,
+# a cluster node): never the parent interpreter's paths or PYTHONPATH.
+sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
+
+from simtrain.common.logs import log_to
+
+# First, so the imports' own messages (TensorFlow's) land in the log too.
+log_to(snakemake.log[0])
+
+from simtrain.common.frameworks import prepare_job
+
+# Before numpy, TensorFlow or JAX load: they size their thread pools once, at import.
+prepare_job(snakemake.threads, keras_backend=snakemake.params.keras_backend)
+
+import os
+
+from simtrain.evaluation.run_model import load_run_model
+from simtrain.evaluation.scoring import score_replicate
+
+run_dir = Path(snakemake.input.metrics).parent
+# results/evaluation/<set>/: the folder of each set's arrays, named after the set.
+sets = {Path(path).parent.name: Path(path).parent for path in snakemake.input.sets}
+score_replicate(
+    load_run_model(run_dir, "final", search_path=os.getcwd()),
+    sets,
+    {name: run_dir / "evaluation" / name for name in sets},
+)

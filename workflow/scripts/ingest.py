@@ -1,0 +1,31 @@
+import sys
+from pathlib import Path
+
+# The library of this workflow's own checkout, whichever Python runs the job (a conda env,
+# a cluster node): never the parent interpreter's paths or PYTHONPATH.
+sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
+
+from simtrain.common.logs import log_to
+
+# First, so the imports' own messages (TensorFlow's) land in the log too.
+log_to(snakemake.log[0])
+
+from simtrain.common.frameworks import prepare_job
+
+# Before numpy, TensorFlow or JAX load: they size their thread pools once, at import.
+prepare_job(snakemake.threads)
+
+from simtrain.data.images import Conversion
+from simtrain.data.ingest import ingest_shard
+
+params = snakemake.params
+ingest_shard(
+    snakemake.output[0],
+    class_name=snakemake.wildcards.klass,
+    folder=params.folder,
+    planned_fingerprint=params.fingerprint,
+    shard=int(snakemake.wildcards.shard),
+    images_per_shard=params.images_per_shard,
+    conversion=Conversion(**params.conversion),
+    threads=snakemake.threads,
+)

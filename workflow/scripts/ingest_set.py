@@ -1,0 +1,32 @@
+import sys
+from pathlib import Path
+
+# The library of this workflow's own checkout, whichever Python runs the job (a conda env,
+# a cluster node): never the parent interpreter's paths or PYTHONPATH.
+sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
+
+from simtrain.common.logs import log_to
+
+# First, so the imports' own messages (TensorFlow's) land in the log too.
+log_to(snakemake.log[0])
+
+from simtrain.common.frameworks import prepare_job
+
+# Before numpy, TensorFlow or JAX load: they size their thread pools once, at import.
+prepare_job(snakemake.threads)
+
+from simtrain.data.images import Conversion
+from simtrain.data.ingest import ingest_labelled_set, ingest_unlabelled_set
+
+params = snakemake.params
+common = {
+    "conversion": Conversion(**params.conversion),
+    "out_dir": Path(snakemake.output[0]).parent,
+    "key": params.key,
+    "planned_fingerprint": params.fingerprint,
+    "threads": snakemake.threads,
+}
+if params.classes is None:  # a prediction folder: no labels
+    ingest_unlabelled_set(params.folder, **common)
+else:
+    ingest_labelled_set(params.folder, classes=params.classes, **common)

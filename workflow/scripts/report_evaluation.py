@@ -1,0 +1,26 @@
+import sys
+from pathlib import Path
+
+# The library of this workflow's own checkout, whichever Python runs the job (a conda env,
+# a cluster node): never the parent interpreter's paths or PYTHONPATH.
+sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
+
+from simtrain.common.logs import log_to
+
+# First, so the imports' own messages (TensorFlow's) land in the log too.
+log_to(snakemake.log[0])
+
+from simtrain.common.frameworks import prepare_job
+
+# Before numpy, TensorFlow or JAX load: they size their thread pools once, at import.
+prepare_job(snakemake.threads)
+
+from simtrain.reporting.evaluation import write_evaluation
+
+write_evaluation(
+    list(dict.fromkeys(str(Path(path).parent) for path in snakemake.input.runs)),
+    {name: f"results/evaluation/{name}/files.tsv" for name in snakemake.params.sets},
+    snakemake.params.classes,
+    markdown_path=snakemake.output.markdown,
+    tsv_path=snakemake.output.tsv,
+)
