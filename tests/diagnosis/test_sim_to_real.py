@@ -4,9 +4,10 @@ only then (false alarms at about the 5 % the test promises)."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from simtrain.diagnosis.sim_to_real import CODE, gap_test, sim_to_real_gap
+from simtrain.diagnosis.sim_to_real import CODE, gap_test, sim_to_real_findings, sim_to_real_gap
 
 
 def scored(rng, accuracy, images, replicates=1, seed_sd=0.0):
@@ -60,3 +61,14 @@ def test_one_seed_uses_newcombes_interval_and_several_a_t_test():
     assert three.p_value is not None and three.method.startswith("t over 3 seeds")
     with pytest.raises(ValueError, match="score the same seeds on both"):
         gap_test(np.stack([validation] * 2), real)
+
+
+def test_a_replicates_findings_come_from_its_prediction_tables():
+    validation = pd.DataFrame({"true": ["a", "b"] * 50, "predicted": ["a", "b"] * 50})
+    good = pd.DataFrame({"true": ["a"] * 40, "predicted": ["a"] * 40})
+    bad = pd.DataFrame({"true": ["a", "b"] * 20, "predicted": ["b", "b"] * 20})
+    findings = sim_to_real_findings(validation, {"good": good, "bad": bad}, ["a", "b", "c"])
+    assert [f.title for f in findings] == [
+        "Real images of 'bad' are classified worse than the validation images"
+    ]
+    assert "no images of c" in findings[0].explanation

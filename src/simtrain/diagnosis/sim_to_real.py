@@ -21,9 +21,11 @@ overstates what the network does on real images); above it, INFO.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 from scipy.stats import t as t_distribution
 
 from simtrain.diagnosis.findings import Finding
@@ -179,3 +181,27 @@ def sim_to_real_gap(
             else "No fix needed; check that the real set's labels and classes are what you expect."
         ),
     )
+
+
+def _right(predictions: pd.DataFrame) -> np.ndarray:
+    return (predictions["true"].astype(str) == predictions["predicted"].astype(str)).to_numpy()
+
+
+def sim_to_real_findings(
+    validation: pd.DataFrame, sets: Mapping[str, pd.DataFrame], classes: Sequence[str]
+) -> list[Finding]:
+    """One replicate's SIM_TO_REAL_GAP findings: `validation` is its predictions.tsv, `sets`
+    maps each evaluation set to its evaluation/<set>/predictions.tsv (both with true and
+    predicted columns), `classes` the configured classes (to name those a set lacks)."""
+    findings = []
+    for name, predictions in sets.items():
+        present = set(predictions["true"].astype(str))
+        finding = sim_to_real_gap(
+            _right(validation),
+            _right(predictions),
+            set_name=name,
+            missing_classes=tuple(c for c in classes if c not in present),
+        )
+        if finding is not None:
+            findings.append(finding)
+    return findings

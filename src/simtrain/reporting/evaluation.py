@@ -168,9 +168,9 @@ def evaluation_markdown(
         "(Wilson over the images for one seed; t over seeds + images for several). *Gap*: "
         "validation minus real accuracy with its 95 % interval; a **sim-to-real gap** is "
         "named when that interval excludes 0. *Beats baseline*: higher accuracy than the "
-        "baseline on the same real images, p < 0.05 (exact McNemar for one seed each, "
-        "else a paired t test). Validation accuracies and the comparison of runs on simulated "
-        "images are in [comparison.md](comparison.md).",
+        "baseline on the same real images, p < 0.05 (exact McNemar for one seed each; with "
+        "seeds, the comparison's test, named in evaluation.tsv). Validation accuracies and "
+        "the comparison of runs on simulated images are in [comparison.md](comparison.md).",
         "",
     ]
     for set_name, rows in table.groupby("set", sort=False):
