@@ -125,6 +125,8 @@ SLOWEST_MODULES = [
     "training/test_train.py",
     "workflow/test_slurm.py",
     "workflow/test_workflow.py",
+    # Builds its own workflow on real-image folders (its data stage differs).
+    "workflow/test_real_images.py",
     "test_benchmarks.py",
     "training/test_applications.py",
 ]
