@@ -18,7 +18,7 @@ from simtrain.reporting.comparison import (
 )
 from simtrain.reporting.comparison_markdown import write_comparison
 from simtrain.reporting.run_results import load_run
-from simtrain.reporting.statistics import mcnemar, wilson_interval
+from simtrain.reporting.statistics import compare_accuracy, mcnemar, wilson_interval
 
 CLASSES = ["blobs", "lattice", "rings", "streaks", "grating"]
 VALIDATION = 200  # 40 per class
@@ -39,9 +39,11 @@ def write_run(
     index: np.ndarray | None = None,
     epochs: int = 5,
     replicate: int | None = None,
+    seed: int | None = None,
 ) -> Path:
     """A run folder whose predictions are right exactly where `correct` is True (with
-    `replicate`, the replicate's folder <run>/seed-<k>)."""
+    `replicate`, the replicate's folder <run>/seed-<k>; with `seed`, the training seed that
+    metrics.json records)."""
     run_dir = root / run if replicate is None else root / run / f"seed-{replicate}"
     run_dir.mkdir(parents=True)
     true = truth()
@@ -78,6 +80,7 @@ def write_run(
     metrics = {
         "run": run,
         **({} if replicate is None else {"replicate": replicate}),
+        **({} if seed is None else {"seed": seed}),
         "model": model,
         "train_images": train_images,
         "validation_images": VALIDATION,
@@ -223,7 +226,9 @@ def test_markdown_names_every_run_and_calls_out_chance_level(tmp_path: Path, run
     markdown = (tmp_path / "comparison.md").read_text()
     for run in ("hog", "small_cnn", "resnet50", "guessing"):
         assert f"`{run}`" in markdown
-    assert "beats the baseline (exact McNemar p<0.001)" in markdown
+    assert "beats the baseline (exact McNemar p<0.001; one seed: training variance unknown)" in (
+        markdown
+    )
     assert "`guessing`" in markdown.split("Not distinguishable from chance:**")[1].split(".")[0]
     assert "How to read this" in markdown
 
@@ -349,3 +354,62 @@ def test_markdown_says_a_single_seed_ignores_training_variance(tmp_path, runs):
         "one seed gets a Wilson interval over the images only: it ignores training variance"
         in (tmp_path / "c.md").read_text()
     )
+
+
+def test_beating_the_baseline_is_decided_on_holm_adjusted_p_values(tmp_path, runs):
+    """Three runs each right on the baseline's images and 6 more: exact McNemar p = 2 / 2^6
+    = 0.031 each, below 0.05, but 3 tests in one table: Holm-adjusted 0.094."""
+    base = runs[0].correct
+    extra = [np.flatnonzero(~base)[6 * k : 6 * k + 6] for k in range(3)]
+    masks = [base.copy() for _ in extra]
+    for mask, images in zip(masks, extra):
+        mask[images] = True
+    better = [
+        load_run(write_run(tmp_path, f"plus6_{k}", "small_cnn", m)) for k, m in enumerate(masks)
+    ]
+    table = compare_runs([runs[0], *better]).set_index("run")
+    tested = table.loc[[f"plus6_{k}" for k in range(3)]]
+    assert tested["p_value"].tolist() == pytest.approx([2 / 2**6] * 3)
+    assert tested["p_holm"].tolist() == pytest.approx([3 * 2 / 2**6] * 3)
+    assert (tested["beats_baseline"] == "no").all()
+    alone = compare_runs([runs[0], better[0]]).set_index("run").loc["plus6_0"]
+    assert alone["beats_baseline"] == "yes" and alone["p_holm"] == alone["p_value"]
+
+
+def test_a_sibling_trained_with_the_same_seeds_is_compared_seed_by_seed(tmp_path, runs):
+    def group(run, offset, seeds):
+        masks = [runs[0].correct | correct_mask(0.3 + 0.02 * (s % 10) - offset, s) for s in seeds]
+        return [
+            load_run(write_run(tmp_path, run, "small_cnn", m, replicate=k, seed=s))
+            for k, (m, s) in enumerate(zip(masks, seeds))
+        ]
+
+    parent = group("cnn", 0.0, [42, 43, 44])
+    sibling = group("cnn--fix-x", 0.05, [44, 42, 43])  # seeds recorded out of replicate order
+    other_seeds = group("other", 0.05, [7, 8, 9])
+    table = compare_runs([*parent, *sibling, *other_seeds], baseline="cnn").set_index("run")
+    assert table.loc["cnn--fix-x", "test"].startswith("seeds + images, paired by seed")
+    assert table.loc["other", "test"] == "seeds + images, unpaired (MOVER)"
+    parent_correct = np.stack([r.correct for r in parent])
+    sibling_correct = np.stack([r.correct for r in sibling])[[1, 2, 0]]  # seeds 42, 43, 44
+    expected = compare_accuracy(sibling_correct, parent_correct, paired=True)
+    assert table.loc["cnn--fix-x", "p_value"] == pytest.approx(expected.p_value)
+
+
+def test_one_seed_verdicts_say_the_training_variance_is_unknown(tmp_path, runs):
+    table = compare_runs([*runs, *replicates(tmp_path, "cnn", [0.70, 0.75, 0.65])])
+    assert table.set_index("run")["training_variance"].to_dict() == {
+        "hog": "unknown",
+        "small_cnn": "unknown",
+        "resnet50": "unknown",
+        "cnn": "measured",
+    }
+    write_comparison(table, tmp_path / "c.tsv", tmp_path / "c.md")
+    markdown = (tmp_path / "c.md").read_text()
+    [small_cnn] = [line for line in markdown.splitlines() if line.startswith("- `small_cnn`")]
+    assert "above chance (one seed: training variance unknown)" in small_cnn
+    assert "beats the baseline (" in small_cnn and small_cnn.count("training variance unknown") == 2
+    [cnn] = [line for line in markdown.splitlines() if line.startswith("- `cnn`")]
+    assert "training variance unknown" not in cnn
+    [row] = [line for line in markdown.splitlines() if line.startswith("| `small_cnn` |")]
+    assert "| unknown | yes |" in row

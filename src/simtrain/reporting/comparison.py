@@ -3,8 +3,10 @@
 Accuracy comes from each replicate's final predictions on the full validation set (the same
 images, in the same order, for every run), so runs are compared image by image. A run trained
 once gets a Wilson interval and an exact McNemar test, which count the validation images'
-sampling only; a run with replicates (`repeats`) gets its mean over seeds, with an interval
-and a t test that add the seed-to-seed variance (simtrain.reporting.statistics).
+sampling only (its training variance is unknown); a run with replicates (`repeats`) gets its
+mean over seeds, with an interval and a test that count the seeds and the images once each,
+seed by seed when both runs were trained with the same seeds (simtrain.reporting.statistics).
+The "beats the baseline" tests of one table are Holm-corrected together.
 """
 
 from __future__ import annotations
@@ -18,20 +20,28 @@ import pandas as pd
 from simtrain.common.runs import parse_sibling
 from simtrain.reporting.run_results import RunResult
 from simtrain.reporting.statistics import (
+    AccuracyTest,
     accuracy_interval,
     compare_accuracy,
+    holm,
     wilson_interval,
 )
+from simtrain.reporting.variance_components import pair_by_seed
 
 BASELINE_MODEL = "baseline"
-# Significance level for "beats the baseline"; one pre-planned test per run against one baseline.
+# Family-wise significance level for "beats the baseline": one pre-planned test per run against
+# one baseline, Holm-corrected over the table's tests.
 ALPHA = 0.05
 SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
-_RUN_COLUMNS = ["run", "model", "seeds", "train_images", "validation_images", "epochs"]
+# training_variance: "measured" over >= 2 seeds, "unknown" for one seed (its luck is the run's).
+_RUN_COLUMNS = ["run", "model", "seeds", "training_variance", "train_images"]
+_RUN_COLUMNS += ["validation_images", "epochs"]
 _ACCURACY_COLUMNS = ["best_val_accuracy", "final_val_accuracy", "final_ci_low", "final_ci_high"]
 _ACCURACY_COLUMNS += ["seed_sd", "seed_accuracies", "interval"]
 _OTHER_COLUMNS = ["chance", "majority_rate", "fluctuation_score", "main_finding"]
-_COST_COLUMNS = ["images_per_second", "training_seconds", "beats_baseline", "p_value", "test"]
+# p_value: the test's own; p_holm: Holm-adjusted over the table's tests (the decision's).
+_COST_COLUMNS = ["images_per_second", "training_seconds", "beats_baseline", "p_value", "p_holm"]
+_COST_COLUMNS += ["test"]
 # under_trained: "yes" when a replicate's diagnostics found it UNDER_TRAINED (not above chance
 # is then inconclusive); verifies: the run and finding whose fix a sibling run tries.
 COLUMNS = _RUN_COLUMNS + _ACCURACY_COLUMNS + _OTHER_COLUMNS + _COST_COLUMNS
@@ -75,6 +85,31 @@ def correct_matrix(group: Sequence[RunResult]) -> np.ndarray | None:
     for other in group[1:]:
         check_same_images(group[0], other)
     return np.stack([r.correct for r in group])
+
+
+def replicate_seeds(group: Sequence[RunResult]) -> list[int] | None:
+    """The training seed of each replicate (metrics.json "seed"); None if any is not recorded."""
+    seeds = [r.metrics.get("seed") for r in group]
+    if any(not isinstance(s, int) or isinstance(s, bool) for s in seeds):
+        return None
+    return seeds
+
+
+def compare_groups(
+    group_a: Sequence[RunResult],
+    group_b: Sequence[RunResult],
+    correct_a: np.ndarray,
+    correct_b: np.ndarray,
+) -> AccuracyTest:
+    """Run A's replicates against run B's on the same images (`correct_*`: their
+    `correct_matrix`), seed by seed when both were trained with the same seeds (a sibling
+    trained with one change shares its run's: `pair_by_seed`), else unpaired."""
+    seeds_a, seeds_b = replicate_seeds(group_a), replicate_seeds(group_b)
+    pairs = None if seeds_a is None or seeds_b is None else pair_by_seed(seeds_a, seeds_b)
+    if pairs is None:
+        return compare_accuracy(correct_a, correct_b)
+    rows_a, rows_b = pairs
+    return compare_accuracy(correct_a[rows_a], correct_b[rows_b], paired=True)
 
 
 def main_finding(diagnostics: dict | None) -> str:
@@ -148,6 +183,7 @@ def summarise_group(group: Sequence[RunResult], correct: np.ndarray | None) -> d
     row["main_finding"] = main_finding({"findings": findings})
     row["under_trained"] = "yes" if any(r["under_trained"] for r in rows) else ""
     row["seeds"] = len(group)
+    row["training_variance"] = "measured" if len(group) > 1 else "unknown"
     row["seed_accuracies"] = " ".join(f"{r['final_val_accuracy']:.3f}" for r in rows)
     row["seed_sd"], row["interval"] = math.nan, ""
     if correct is not None:
@@ -172,28 +208,32 @@ def compare_runs(results: Sequence[RunResult], baseline: str | None = None) -> p
     """One row per run (its replicates together), in order of first appearance.
 
     `baseline` names the reference run; None picks the first run whose model is 'baseline'
-    (no reference if there is none). "Beats the baseline": a higher mean final accuracy and
-    p < ALPHA in `compare_accuracy` (McNemar for one replicate each, else a t test counting
-    the seed-to-seed variance).
+    (no reference if there is none). "Beats the baseline": a higher mean final accuracy and a
+    Holm-adjusted p < ALPHA over the table's tests (`compare_groups`: McNemar for one
+    replicate each, else a test counting seeds and images once each).
     """
     if not results:
         raise ValueError("compare_runs needs at least one run")
     groups = group_replicates(results)
     reference = _pick_baseline(groups, baseline)
     reference_correct = correct_matrix(groups[reference]) if reference is not None else None
-    rows = []
+    rows, higher = [], []
     for run, group in groups.items():
         correct = correct_matrix(group)
         row = summarise_group(group, correct)
         row.update(beats_baseline="", p_value=math.nan, test="")
+        higher.append(False)
         if run != reference and correct is not None and reference_correct is not None:
             for replicate in group:
                 check_same_images(replicate, groups[reference][0])
-            outcome = compare_accuracy(correct, reference_correct)
-            significant = outcome.difference > 0 and outcome.p_value < ALPHA
-            row["beats_baseline"] = "yes" if significant else "no"
-            row.update(p_value=outcome.p_value, test=outcome.test)
+            outcome = compare_groups(group, groups[reference], correct, reference_correct)
+            higher[-1] = outcome.difference > 0
+            row.update(beats_baseline="no", p_value=outcome.p_value, test=outcome.test)
         rows.append(row)
+    for row, is_higher, adjusted in zip(rows, higher, holm([r["p_value"] for r in rows])):
+        row["p_holm"] = adjusted
+        if is_higher and adjusted < ALPHA:
+            row["beats_baseline"] = "yes"
     table = pd.DataFrame(rows, columns=COLUMNS)
     for column in ("seeds", "train_images", "validation_images", "epochs"):
         table[column] = pd.array(table[column], dtype="Int64")

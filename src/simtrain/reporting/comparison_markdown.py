@@ -35,8 +35,24 @@ def _p_text(p_value: float) -> str:
     return "p<0.001" if p_value < 0.001 else f"p={p_value:.2g}"
 
 
+UNKNOWN = "one seed: training variance unknown"
+
+
+def _decision_p(row: pd.Series) -> float:
+    """The p-value the verdict uses: Holm-adjusted where the table has it."""
+    adjusted = row.get("p_holm", math.nan)
+    return row["p_value"] if adjusted is None or adjusted != adjusted else adjusted
+
+
 def _test_text(row: pd.Series) -> str:
-    return f"{row['test'] or 'test'} {_p_text(row['p_value'])}"
+    text = f"{row['test'] or 'test'} {_p_text(row['p_value'])}"
+    if _p_text(_decision_p(row)) != _p_text(row["p_value"]):
+        text += f", Holm-adjusted {_p_text(_decision_p(row))}"
+    return text
+
+
+def _one_seed(row: pd.Series) -> bool:
+    return row.get("training_variance") == "unknown"
 
 
 def _reading(row: pd.Series, baseline: pd.Series | None) -> tuple[str, bool | None]:
@@ -47,32 +63,35 @@ def _reading(row: pd.Series, baseline: pd.Series | None) -> tuple[str, bool | No
     text = f"`{row['run']}` ({row['model']}, {_fmt(row['train_images'])} training images): "
     text += f"{_accuracy_text(row)} vs {level_name} {level:.3f}"
     above = None
+    # Every verdict on a one-seed run says that another seed could land elsewhere.
+    caveat = f" ({UNKNOWN})" if _one_seed(row) else ""
     if math.isnan(row["final_ci_low"]) or math.isnan(level):
         text += "; no predictions, so not judged against chance"
     else:
         above = bool(row["final_ci_low"] > level)
         if above:
-            text += "; above chance"
+            text += f"; above chance{caveat}"
         elif row.get("under_trained") == "yes":
             # Stopped while still learning: neither "can" nor "cannot" tell the classes apart.
             above = None
             text += "; **inconclusive (under-trained)**: not above chance yet, still learning"
         else:
-            text += "; **not distinguishable from chance**"
+            text += f"; **not distinguishable from chance**{caveat}"
+    caveat = f"; {UNKNOWN}" if _one_seed(row) else ""
     if baseline is not None and row["run"] == baseline["run"]:
         text += "; this is the baseline"
     elif row["beats_baseline"] == "yes":
-        text += f"; beats the baseline ({_test_text(row)})"
+        text += f"; beats the baseline ({_test_text(row)}{caveat})"
     elif row["beats_baseline"] == "no" and baseline is not None:
         difference = row["final_val_accuracy"] - baseline["final_val_accuracy"]
-        significant = row["p_value"] < ALPHA
+        significant = _decision_p(row) < ALPHA
         if difference > 0:
             text += "; higher than the baseline, but not significantly"
         elif difference < 0 and significant:
             text += "; significantly worse than the baseline"
         else:
             text += "; not distinguishable from the baseline"
-        text += f" ({_test_text(row)})"
+        text += f" ({_test_text(row)}{caveat})"
     if row["main_finding"] not in ("", "STABLE"):
         text += f"; learning-curve diagnosis: `{row['main_finding']}` (see its diagnostics)"
     return text + ".", above
@@ -90,7 +109,7 @@ def comparison_markdown(table: pd.DataFrame, verified: pd.DataFrame | None = Non
     baseline = matches.iloc[0] if len(matches) else None
     header = ["run", "model", "seeds", "train images", "epochs", "final accuracy [95 % CI]"]
     header += ["per seed", "best", "chance", "fluctuation", "main finding", "images/s"]
-    header += ["seconds", "beats baseline", "p"]
+    header += ["seconds", "training variance", "beats baseline", "p", "p (Holm)"]
     lines = ["# Which runs tell the classes apart?", ""]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for _, row in table.iterrows():
@@ -98,7 +117,8 @@ def comparison_markdown(table: pd.DataFrame, verified: pd.DataFrame | None = Non
         cells += [row["epochs"], _accuracy_text(row), row["seed_accuracies"]]
         cells += [row["best_val_accuracy"], max(row["chance"], row["majority_rate"])]
         cells += [row["fluctuation_score"], row["main_finding"], row["images_per_second"]]
-        cells += [row["training_seconds"], row["beats_baseline"], row["p_value"]]
+        cells += [row["training_seconds"], row.get("training_variance")]
+        cells += [row["beats_baseline"], row["p_value"], row.get("p_holm")]
         lines.append("| " + " | ".join(_fmt(c) for c in cells) + " |")
     readings = [_reading(row, baseline) for _, row in table.iterrows()]
     above = [f"`{r}`" for r, (_, a) in zip(table["run"], readings) if a]
@@ -120,18 +140,22 @@ def comparison_markdown(table: pd.DataFrame, verified: pd.DataFrame | None = Non
     lines.append(
         "Final accuracy is measured after training on every validation image, for each seed "
         "replicate; with several seeds the table shows their mean, and the bracket is a 95 % "
-        "interval that counts both the seed-to-seed (training) variance and the validation "
-        "images' sampling (Student t over the seeds). **A run with one seed gets a Wilson "
-        "interval over the images only: it ignores training variance**, which one seed cannot "
-        "measure. A run whose interval reaches the chance level (1/number of classes, or the "
-        "largest class's share if higher) has not shown it can tell the classes apart. `best` "
-        "is the highest per-epoch validation accuracy, picked after the fact among noisy "
-        "values, so it overstates how the model does on new images. 'Beats baseline' needs a "
-        f"higher mean final accuracy and p < {ALPHA}: an exact McNemar test on the images where "
-        "exactly one of the two runs is right when both have one seed, else a t test whose "
-        "variance adds each run's seed-to-seed variance to the images' (the test's name is in "
-        "comparison.tsv). A fluctuation score near 1 means the validation curve wiggles no more "
-        "than its number of images explains."
+        "interval that counts the seed-to-seed (training) variance and the validation images' "
+        "sampling once each (variance components of seeds × images, as a logit-scale score "
+        "interval). **A run with one seed gets a Wilson interval over the images only: it "
+        "ignores training variance**, which one seed cannot measure (training variance "
+        "*unknown*); its verdicts say so. A run whose interval reaches the chance level "
+        "(1/number of classes, or the largest class's share if higher) has not shown it can "
+        "tell the classes apart. `best` is the highest per-epoch validation accuracy, picked "
+        "after the fact among noisy values, so it overstates how the model does on new images. "
+        f"'Beats baseline' needs a higher mean final accuracy and a Holm-adjusted p < {ALPHA} "
+        "over all the table's baseline tests (p is each test's own): an exact McNemar test on "
+        "the images where exactly one of the two runs is right when both have one seed (two "
+        "seeds of one equally good network differ 'significantly' this way about a third of the "
+        "time when seeds vary as much as the default config's), a t test on the seed-by-seed "
+        "differences when both runs were trained with the same seeds, else both runs' intervals "
+        "combined (the test's name is in comparison.tsv). A fluctuation score near 1 means the "
+        "validation curve wiggles no more than its number of images explains."
     )
     verifying = table[table["verifies"].fillna("") != ""] if "verifies" in table else table[:0]
     if len(verifying):
