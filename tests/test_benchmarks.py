@@ -162,8 +162,21 @@ def test_end_to_end_benchmark_summarises_every_stage(tmp_path):
     assert record["results"]["wall_seconds"] > 0
 
 
+def test_seed_statistics_benchmark_prints_coverage_error_rates_and_power(tmp_path):
+    results = tmp_path / "results.jsonl"
+    output = run_benchmark("seed_statistics.py", "--experiments", "100", "--results", str(results))
+    for heading in ("miss low", "miss high", "coverage", "exact McNemar", "non-inferiority"):
+        assert heading in output.stdout
+    [record] = read_records(results)
+    assert record["benchmark"] == "seed_statistics"
+    cells = {(r["regime"], r["seeds"], r["method"]) for r in record["results"]["coverage"]}
+    assert len(cells) == 3 * 3 * 5  # regimes x seed counts x methods
+    assert all(r["experiments"] == 100 for r in record["results"]["coverage"])
+
+
 def test_benchmarks_document_their_command_in_help():
     for script in (
+        "seed_statistics.py",
         "simulate.py",
         "plan.py",
         "input_pipeline.py",

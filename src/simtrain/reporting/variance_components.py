@@ -83,7 +83,8 @@ def _seed_part(x: np.ndarray) -> _SeedPart:
     The degrees of freedom use MS_seeds · (n - 1) / median(χ²(n - 1)), its median-unbiased
     value: with 2 df at 3 seeds the plain estimate often comes in low by chance, and the
     plug-in Satterthwaite formula then also raises the degrees of freedom (a paired test of
-    two identical runs rejected 7.4 % instead of 5 % at 3 seeds; 5.8 % this way).
+    two identical runs at 3 seeds rejected 7.2 % instead of 5 %; 5.5 % this way:
+    benchmarks/seed_statistics.py).
     """
     n, images = x.shape[-2:]
     if n < 2:
@@ -192,7 +193,8 @@ def difference_interval(
     interval (`run_interval`, asymmetric where its seeds are skewed) gives the distance to
     each bound, combined with the correlation of the two means through the shared images.
     A plain t on the difference took a 3-seed run of lucky seeds as beating an equally good
-    one-seed baseline 12 % of the time (2.5 % nominal); this ~2.5 % (the test module).
+    one-seed baseline 9.8 % of the time (2.5 % nominal); this 2.2 % (seeds as variable as the
+    default config's: benchmarks/seed_statistics.py).
     """
     a, b = replicate_matrix(a), replicate_matrix(b)
     if a.shape[-1] != b.shape[-1]:
