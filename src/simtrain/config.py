@@ -28,6 +28,8 @@ from simtrain.data.simulate import simulate_image
 from simtrain.data.simulators import SimulatorError, resolve_simulator
 from simtrain.data.split import validation_count
 from simtrain.training.applications import architecture_problem
+from simtrain.training.model_params import model_params_problem
+from simtrain.training.options import OptionError, non_default_options, training_options
 
 
 class ConfigError(ValueError):
@@ -82,6 +84,8 @@ def _allowed(error: jsonschema.ValidationError) -> str:
         return f"a string of at least {expected} character(s)"
     if keyword == "minProperties":
         return f"at least {expected} entries"
+    if keyword == "anyOf" and all("type" in option for option in expected):
+        return " or ".join(_kind(option["type"]) for option in expected)  # e.g. null or a mapping
     return f"{keyword}: {expected}"
 
 
@@ -274,6 +278,27 @@ def check_runs(config: Mapping[str, Any], search_path: str | os.PathLike | None)
                     f"{key}.{name}: {steps} batches of {batch} exceed the data "
                     f"({images} images = {available} batches); use null for the whole set"
                 )
+        _check_training_options(key, settings, search_path)
+
+
+def _check_training_options(
+    key: str, settings: Mapping[str, Any], search_path: str | os.PathLike | None
+) -> None:
+    """The options fit together and the model takes its model_params (the baseline: none)."""
+    if settings["model"] == BASELINE_MODEL:
+        options = non_default_options(settings)
+        if options:
+            raise ConfigError(
+                f"{key}.{options[0]}: the baseline has no training options; deep runs only"
+            )
+        return
+    try:
+        options = training_options(settings)
+    except OptionError as error:
+        raise ConfigError(f"{key}.{error}") from error
+    problem = model_params_problem(settings["model"], options.model_params, search_path)
+    if problem is not None:
+        raise ConfigError(f"{key}.{problem}")
 
 
 def _check_importable(key: str, spec: str, search_path: str | os.PathLike | None) -> None:

@@ -34,11 +34,18 @@ def parse_sibling(name: str) -> tuple[str, str | None]:
 
 
 def apply_change(settings: Mapping[str, Any], change: Mapping[str, Any]) -> dict[str, Any]:
-    """`settings` with `change` applied; a mapping (augmentation) is updated key by key."""
+    """`settings` with `change` applied; a mapping (augmentation, early_stopping) is updated
+    key by key, unless the change names another `kind` (lr_schedule): a different kind has
+    other parameters, so it replaces the whole mapping."""
     changed = dict(settings)
     for key, value in change.items():
-        if isinstance(value, Mapping) and isinstance(changed.get(key), Mapping):
-            changed[key] = {**changed[key], **value}
+        current = changed.get(key)
+        if (
+            isinstance(value, Mapping)
+            and isinstance(current, Mapping)
+            and value.get("kind", current.get("kind")) == current.get("kind")
+        ):
+            changed[key] = {**current, **value}
         else:
             changed[key] = value
     return changed

@@ -35,6 +35,8 @@ class Family:
     or MobileNetV3's own check): below it the strided stem and reductions leave no pixels.
     `input_scale` multiplies the standardised images before the architecture, to cancel a
     fixed rescaling it applies to its input and that no argument switches off.
+    `parameters` are the constructor's arguments a run may set (`model_params`): those that
+    shape the network without a classification top (width `alpha`, ...).
     """
 
     name: str
@@ -42,6 +44,7 @@ class Family:
     min_size: int = 32
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     input_scale: float = 1.0
+    parameters: tuple[str, ...] = ()
 
 
 FAMILIES: tuple[Family, ...] = (
@@ -80,9 +83,14 @@ FAMILIES: tuple[Family, ...] = (
         ),
         kwargs=NO_PREPROCESSING,
     ),
-    Family("MobileNet", ("MobileNet",)),
-    Family("MobileNetV2", ("MobileNetV2",)),
-    Family("MobileNetV3", ("MobileNetV3Small", "MobileNetV3Large"), kwargs=NO_PREPROCESSING),
+    Family("MobileNet", ("MobileNet",), parameters=("alpha", "depth_multiplier")),
+    Family("MobileNetV2", ("MobileNetV2",), parameters=("alpha",)),
+    Family(
+        "MobileNetV3",
+        ("MobileNetV3Small", "MobileNetV3Large"),
+        kwargs=NO_PREPROCESSING,
+        parameters=("alpha", "minimalistic"),
+    ),
     Family("DenseNet", ("DenseNet121", "DenseNet169", "DenseNet201")),
     Family(
         "ConvNeXt",
@@ -151,18 +159,25 @@ def architecture_problem(
 
 
 def build_application(
-    name: str, input_shape: tuple[int, int, int], num_classes: int
+    name: str, input_shape: tuple[int, int, int], num_classes: int, **params: Any
 ) -> keras.Model:
     """keras.applications `name` without weights + global average pooling + softmax.
 
     A classifier builder for `simtrain.training.models.build_model`, which feeds it
-    standardised float images of `input_shape`.
+    standardised float images of `input_shape`; `params` (the run's `model_params`) go to
+    the Keras constructor, and must be among the family's `parameters`.
     """
     import keras
 
     family = ARCHITECTURES.get(name)
     if family is None:
         raise ValueError(architecture_problem(name, input_shape[0]))
+    unknown = sorted(set(params) - set(family.parameters))
+    if unknown:
+        raise ValueError(
+            f"model_params.{unknown[0]}: {name} takes no parameter {unknown[0]!r} "
+            f"(its parameters: {', '.join(family.parameters) or 'none'})"
+        )
     inputs = keras.Input(input_shape, name="standardized")
     x = inputs
     if family.input_scale != 1.0:
@@ -174,6 +189,7 @@ def build_application(
         input_tensor=x,
         input_shape=input_shape,
         **family.kwargs,
+        **params,
     )
     features = keras.layers.GlobalAveragePooling2D(name="head_pool")(base.output)
     outputs = keras.layers.Dense(
@@ -182,11 +198,12 @@ def build_application(
     return keras.Model(inputs, outputs, name=name)
 
 
-def application_builder(name: str) -> Callable[[tuple[int, int, int], int], keras.Model]:
-    """A builder `f(input_shape, num_classes)` for architecture `name` (see models.Builder)."""
+def application_builder(name: str) -> Callable[..., keras.Model]:
+    """A builder `f(input_shape, num_classes, **params)` for architecture `name` (see
+    models.Builder)."""
 
-    def build(input_shape: tuple[int, int, int], num_classes: int) -> keras.Model:
-        return build_application(name, input_shape, num_classes)
+    def build(input_shape: tuple[int, int, int], num_classes: int, **params: Any) -> keras.Model:
+        return build_application(name, input_shape, num_classes, **params)
 
     build.__name__ = build.__qualname__ = name
     return build
