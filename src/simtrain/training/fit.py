@@ -9,7 +9,7 @@ import os
 import shutil
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +21,12 @@ from simtrain.common.files import atomic_path, write_tsv
 from simtrain.data.arrays import PackedSplit, stratified_subset
 from simtrain.training import backend
 from simtrain.training.batches import EpochSync, PackedBatches
-from simtrain.training.models import build_model, custom_objects, make_optimizer
+from simtrain.training.callbacks import early_stopping_summary, option_callbacks, stopped_early
+from simtrain.training.models import build_model, custom_objects
+from simtrain.training.optimization import compile_model
+from simtrain.training.options import training_options
 from simtrain.training.recorder import VALIDATION_RECORD, Recorder, restore, save_validation_record
+from simtrain.training.schedules import learning_rate_schedule
 from simtrain.training.tables import (
     BATCH_COLUMNS,
     HISTORY_COLUMNS,
@@ -51,10 +55,20 @@ class RunSettings:
     standardize: bool
     train_images: int | None
     seed: int
+    # Training options (simtrain.training.options, which checks them); absent keys take
+    # these defaults, the schema's.
+    lr_schedule: dict | None = None
+    warmup_epochs: int = 0
+    early_stopping: dict | None = None
+    checkpoint_monitor: str = "val_loss"
+    label_smoothing: float = 0.0
+    weight_decay: float | None = None
+    batchnorm_momentum: float | None = None
+    model_params: dict = field(default_factory=dict)
 
     @classmethod
     def from_mapping(cls, settings: Mapping[str, Any]) -> RunSettings:
-        return cls(**{key: settings[key] for key in cls.__dataclass_fields__})
+        return cls(**{key: settings[key] for key in cls.__dataclass_fields__ if key in settings})
 
 
 def fingerprint(settings: RunSettings, data_dirs: list[Path]) -> str:
@@ -84,6 +98,7 @@ def train_run(
     """Train, evaluate on the full validation set and write the run's artifacts to out_dir."""
     started = time.perf_counter()
     settings = RunSettings.from_mapping(settings)
+    options = training_options(asdict(settings))  # a sibling's change is first checked here
     out_dir = Path(out_dir)
     runtime = backend.configure(
         settings.seed, threads=threads, mixed_precision=mixed_precision, data_parallel=data_parallel
@@ -127,6 +142,9 @@ def train_run(
         # A plug-in model's own classes, so its backup loads (built-ins need none).
         objects = custom_objects(settings.model, search_path)
         model, state, record = restore(backup, key, custom_objects=objects)
+        schedule = learning_rate_schedule(
+            options, settings.learning_rate, steps_per_epoch=len(train), epochs=settings.epochs
+        )
         if model is None:
             model = build_model(
                 settings.model,
@@ -137,26 +155,42 @@ def train_run(
                 standardize=settings.standardize,
                 seed=settings.seed,
                 search_path=search_path,
+                model_params=options.model_params,
             )
-            model.compile(
-                optimizer=make_optimizer(settings.optimizer, settings.learning_rate),
-                loss="categorical_crossentropy",
-                metrics=["accuracy"],
-            )
+            compile_model(model, settings.optimizer, schedule, options)
         log.info("model %s: %d parameters", model.name, model.count_params())
-        recorder = Recorder(backup, key, train, validation, state, record)
-        # No validation_data: the recorder scores validation image by image and logs val_*.
+        saved_states = state.get("callbacks", {})
+        acting = option_callbacks(options, saved_states, backup)
+        recorder = Recorder(
+            backup,
+            key,
+            train,
+            validation,
+            state,
+            record,
+            monitor=options.checkpoint_monitor,
+            schedule=schedule,
+            resumable=acting,
+        )
+        done = len(state["history"])
+        # No validation_data: the recorder scores validation image by image and logs val_*,
+        # which the option callbacks act on before the epoch's backup is written.
         model.fit(
             train,
-            epochs=settings.epochs,
-            initial_epoch=len(state["history"]),
+            # A run that early stopping ended (killed before its outputs) trains no more.
+            epochs=done if stopped_early(saved_states) else settings.epochs,
+            initial_epoch=done,
             shuffle=False,  # PackedBatches shuffles, reproducibly; Keras would reorder batches
-            callbacks=[EpochSync(train, validation), recorder, *callbacks],
+            callbacks=[EpochSync(train, validation), recorder, *acting, recorder.saver()]
+            + list(callbacks),
             verbose=2,
         )
+        stopping = early_stopping_summary(acting)
         # The last epoch's validation already scored the final model on every image, in
-        # order, unless validation was partial or shuffled (or no epoch ran in this process).
-        probabilities = recorder.final_probabilities()
+        # order, unless validation was partial or shuffled, no epoch ran in this process, or
+        # early stopping restored an earlier epoch's weights.
+        restored = stopping is not None and stopping["restored_best_weights"]
+        probabilities = None if restored else recorder.final_probabilities()
         if probabilities is None:
             full_validation = PackedBatches(
                 validation_split, settings.batch_size, shuffle=False, workers=workers
@@ -184,6 +218,11 @@ def train_run(
         "validation_images": len(validation_split),
         "classes": train_split.classes,
         "epochs": settings.epochs,
+        "epochs_run": len(history),
+        "stopped_by": "early_stopping" if stopping and stopping["stopped_epoch"] else "epochs",
+        "early_stopping": stopping,
+        "checkpoint_monitor": options.checkpoint_monitor,
+        "training_options": options.as_dict(),
         "train_coverage_per_epoch": round(coverage, 6),
         "final_val_accuracy": float((predictions["true"] == predictions["predicted"]).mean()),
         "best_val_accuracy": float(history["val_accuracy"].max()),

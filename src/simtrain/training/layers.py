@@ -11,6 +11,10 @@ import math
 import keras
 from keras import ops
 
+# Registers the warm-up schedule a saved model's optimizer may hold: whatever loads a model
+# imports this module for its layers.
+from simtrain.training import schedules as _schedules  # noqa: F401
+
 
 @keras.saving.register_keras_serializable(package="simtrain")
 class Standardize(keras.layers.Layer):

@@ -1,7 +1,8 @@
 """Model registry: built-in classifiers and plug-ins by import path.
 
-A classifier builder is `f(input_shape: tuple, num_classes: int) -> keras.Model` mapping
-standardised float images to class probabilities. `build_model` wraps it with the uint8
+A classifier builder is `f(input_shape: tuple, num_classes: int, **model_params) ->
+keras.Model` mapping standardised float images to class probabilities (`model_params`: the
+run's, checked by `simtrain.training.model_params`). `build_model` wraps it with the uint8
 input, augmentation and per-image standardisation, so every model gets the same
 preprocessing, inside the model, on the accelerator.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import keras
@@ -18,6 +19,7 @@ import keras
 from simtrain.common.plugins import PLUGIN_SYNTAX, is_plugin, resolve_plugin
 from simtrain.training.applications import ARCHITECTURES, application_builder
 from simtrain.training.layers import RandomAffine, Standardize
+from simtrain.training.model_params import check_builder_parameters
 
 Builder = Callable[[tuple[int, int, int], int], keras.Model]
 
@@ -33,20 +35,31 @@ def resnet50(input_shape: tuple[int, int, int], num_classes: int) -> keras.Model
     return keras.Model(base.input, outputs, name="resnet50")
 
 
-def small_cnn(input_shape: tuple[int, int, int], num_classes: int) -> keras.Model:
-    """Five strided conv blocks (16-128 filters): ~0.1 M parameters, fast on a CPU."""
+def small_cnn(
+    input_shape: tuple[int, int, int],
+    num_classes: int,
+    filters: Sequence[int] = (16, 32, 64, 96, 128),
+    dropout: float = 0.0,
+) -> keras.Model:
+    """Five strided conv blocks (16-128 filters): ~0.1 M parameters, fast on a CPU.
+
+    model_params: `filters`, one width per block (as many blocks as widths); `dropout`, the
+    rate of a Dropout layer before the softmax head (none at 0).
+    """
     inputs = keras.Input(input_shape)
     x = inputs
-    for i, filters in enumerate((16, 32, 64, 96, 128)):
+    for i, width in enumerate(filters):
         # A 5x5 stride-2 stem cuts 256^2 inputs down cheaply before the wider layers.
         x = keras.layers.Conv2D(
-            filters, 5 if i == 0 else 3, strides=2, padding="same", use_bias=False
+            width, 5 if i == 0 else 3, strides=2, padding="same", use_bias=False
         )(x)
         # Momentum 0.9, not Keras' 0.99: a short CPU run takes a few hundred steps, too few
         # for 0.99's ~100-step average to forget the first, untrained batches.
         x = keras.layers.BatchNormalization(momentum=0.9)(x)
         x = keras.layers.ReLU()(x)
     x = keras.layers.GlobalAveragePooling2D()(x)
+    if dropout:
+        x = keras.layers.Dropout(dropout)(x)
     outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32")(x)
     return keras.Model(inputs, outputs, name="small_cnn")
 
@@ -110,6 +123,7 @@ def build_model(
     seed: int,
     pixel_dtype: str = "uint8",
     search_path: str | os.PathLike | None = None,
+    model_params: Mapping[str, Any] | None = None,
 ) -> keras.Model:
     """uint8 images -> [augmentation] -> [standardisation] -> classifier -> probabilities.
 
@@ -126,7 +140,9 @@ def build_model(
         x = augment(x)
     if standardize:
         x = Standardize(name="standardize")(x)
-    classifier = resolve_model(name, search_path)(input_shape, num_classes)
+    builder = resolve_model(name, search_path)
+    check_builder_parameters(builder, model_params or {})  # names the key, unlike a TypeError
+    classifier = builder(input_shape, num_classes, **(model_params or {}))
     outputs = classifier(x)
     return keras.Model(inputs, outputs, name=f"simtrain_{classifier.name}")
 
@@ -145,7 +161,15 @@ def classifier_inputs(model: keras.Model, images, *, augment: bool):
     return x
 
 
-def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
+def make_optimizer(
+    name: str,
+    learning_rate: float | keras.optimizers.schedules.LearningRateSchedule,
+    weight_decay: float | None = None,
+) -> keras.optimizers.Optimizer:
+    """Keras' optimizer `name`; `weight_decay` (None: the optimizer's own default, AdamW's
+    0.004, none for the others) is Keras 3's decoupled decay, which every optimizer applies
+    the same way (each step, w -= learning_rate * weight_decay * w): adam with a weight_decay
+    is adamw."""
     optimizers = {
         "adam": keras.optimizers.Adam,
         "adamw": keras.optimizers.AdamW,
@@ -154,4 +178,5 @@ def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimize
     }
     if name not in optimizers:
         raise ValueError(f"unknown optimizer {name!r}: expected one of {sorted(optimizers)}")
-    return optimizers[name](learning_rate=learning_rate)
+    decay = {} if weight_decay is None else {"weight_decay": weight_decay}
+    return optimizers[name](learning_rate=learning_rate, **decay)

@@ -1,5 +1,6 @@
 """What a deep run keeps while it trains: per-batch and per-epoch tables, the per-image
-validation record, and a resumable backup after every epoch (`Recorder`, `restore`)."""
+validation record, the best epoch's model, and a resumable backup after every epoch
+(`Recorder`, its `saver()`, `restore`)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ import numpy as np
 from simtrain.common.failpoints import failpoint
 from simtrain.common.files import atomic_path, recover_directory
 from simtrain.training.batches import PackedBatches
+from simtrain.training.callbacks import save_callback_states
+from simtrain.training.options import CHECKPOINT_MONITORS, MONITORS
+from simtrain.training.schedules import Schedule, last_step_rate
 from simtrain.training.tables import per_image_scores
 
 log = logging.getLogger(__name__)
@@ -32,10 +36,14 @@ def seed_states(model: keras.Model) -> list[keras.Variable]:
 class Recorder(keras.callbacks.Callback):
     """Per-batch and per-epoch tables plus a resumable backup after every epoch.
 
-    The backup (model with optimizer state, augmentation RNG states, best model and the
-    tables so far) replaces the previous one atomically, so a kill at any moment leaves
-    the last completed epoch to resume from. Keras' BackupAndRestore does not keep the
-    RNG states, and ModelCheckpoint writes in place.
+    The backup (model with optimizer state, augmentation RNG states, best model, the
+    tables so far and the state of the `resumable` callbacks) replaces the previous one
+    atomically, so a kill at any moment leaves the last completed epoch to resume from.
+    Keras' BackupAndRestore does not keep the RNG states, and ModelCheckpoint writes in place.
+
+    The best model is the epoch with the lowest val_loss or the highest val_accuracy
+    (`monitor`; the first such epoch on a tie). Callbacks that read this epoch's val_* go
+    between the Recorder, which logs them, and its `saver()`, which writes the backup.
     """
 
     def __init__(
@@ -46,12 +54,21 @@ class Recorder(keras.callbacks.Callback):
         validation: PackedBatches,
         state: dict,
         record: dict[str, list[np.ndarray]],
+        *,
+        monitor: str = "val_loss",
+        schedule: float | Schedule | None = None,
+        resumable: list[keras.callbacks.Callback] | None = None,
     ):
         super().__init__()
         self.backup, self.key = backup, key
         self.train, self.validation = train, validation
         self.state = state
         self.record = record
+        if monitor not in CHECKPOINT_MONITORS:
+            raise ValueError(f"monitor must be one of {CHECKPOINT_MONITORS}, got {monitor!r}")
+        self.monitor, self.schedule = monitor, schedule
+        self.resumable = resumable or []
+        self.improved = False
         self.last_scored: np.ndarray | None = None  # the last validation's images, in order
         self.last_probabilities: np.ndarray | None = None
 
@@ -120,7 +137,9 @@ class Recorder(keras.callbacks.Callback):
             "accuracy": float(logs["accuracy"]),
             "val_loss": round(logs["val_loss"], 7),
             "val_accuracy": round(logs["val_accuracy"], 7),
-            "learning_rate": float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),
+            # The rate of the epoch's last step (a schedule changes it every step), before any
+            # callback after this one lowers it for the next epoch.
+            "learning_rate": last_step_rate(self.model, self.schedule),
             "train_images_seen": len(seen),
             "train_coverage": len(np.unique(seen)) / len(self.train.indices),
             "validation_images_seen": len(self.validation.epoch_indices(epoch)),
@@ -133,11 +152,16 @@ class Recorder(keras.callbacks.Callback):
                 "images_per_second": round(len(seen) / train_seconds, 2),
             }
         )
-        improved = row["val_loss"] < self.state.get("best_val_loss", float("inf"))
-        if improved:
-            self.state["best_val_loss"], self.state["best_epoch"] = row["val_loss"], epoch + 1
-        self.save_backup(improved)
-        failpoint("train.after_backup")
+        value, best = row[self.monitor], self.state.get("best_value")
+        self.improved = best is None or (
+            value < best if MONITORS[self.monitor] == "min" else value > best
+        )
+        if self.improved:
+            self.state["best_value"], self.state["best_epoch"] = value, epoch + 1
+
+    def saver(self) -> keras.callbacks.Callback:
+        """The callback that writes each epoch's backup: last of those that act on the epoch."""
+        return _BackupSaver(self)
 
     def save_backup(self, improved: bool) -> None:
         with atomic_path(self.backup) as tmp:
@@ -149,7 +173,18 @@ class Recorder(keras.callbacks.Callback):
                 os.link(self.backup / "best.keras", tmp / "best.keras")
             np.savez(tmp / "seeds.npz", *[np.asarray(v.numpy()) for v in seed_states(self.model)])
             save_validation_record(tmp / VALIDATION_RECORD, self.record)
+            self.state["callbacks"] = save_callback_states(self.resumable, tmp, self.backup)
             (tmp / "state.json").write_text(json.dumps({**self.state, "key": self.key}))
+
+
+class _BackupSaver(keras.callbacks.Callback):
+    def __init__(self, recorder: Recorder):
+        super().__init__()
+        self.recorder = recorder
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.recorder.save_backup(self.recorder.improved)
+        failpoint("train.after_backup")
 
 
 def save_validation_record(path: Path, record: dict[str, list[np.ndarray]]) -> None:
