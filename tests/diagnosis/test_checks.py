@@ -147,7 +147,7 @@ def test_a_record_whose_epochs_differ_from_the_history_is_rejected():
         diagnose(history(5), run="x", **FULL, validation_record=record)
 
 
-def test_cli_reads_a_validation_record_and_runs_the_paired_test(tmp_path):
+def test_cli_reads_a_validation_record_and_finds_the_collapse(tmp_path):
     rng = np.random.default_rng(0)
     margins = rng.standard_normal(500) + np.linspace(0.5, 1.0, 10)[:, None]
     margins = margins + 0.3 * rng.standard_normal((10, 500))
@@ -163,9 +163,10 @@ def test_cli_reads_a_validation_record_and_runs_the_paired_test(tmp_path):
         subprocess.run(command, capture_output=True, text=True, check=True).stdout
     )
     noise = next(f for f in document["findings"] if f["code"] == "VALIDATION_SAMPLING_NOISE")
-    assert noise["severity"] == "warning"
     assert noise["evidence"]["glitch_epoch"] == 7
-    assert noise["evidence"]["glitch_test_paired"] is True
+    assert noise["evidence"]["churn_largest"] > 0.2  # from the record
+    assert document["fluctuation"]["beyond_noise"] is True
+    assert document["fluctuation"]["glitch_epoch"] == 7
     help_text = subprocess.run(
         [sys.executable, "-m", "simtrain.diagnose", "--help"], capture_output=True, text=True
     ).stdout

@@ -43,6 +43,7 @@ ARTIFACTS = [
     "metrics.json",
     "config.resolved.yaml",
     "validation_record.npz",
+    "epochs",
 ]
 
 
@@ -88,6 +89,11 @@ def read(out_dir, name):
 def test_each_model_trains_and_writes_every_artifact(packed, tmp_path, model):
     metrics = train_run(**spec(packed, tmp_path, model=model, epochs=2))
     assert sorted(os.listdir(tmp_path)) == sorted(ARTIFACTS)
+    # Each epoch's weights for the diagnosis: kept for a small model, not for ResNet50.
+    kept = sorted(os.listdir(tmp_path / "epochs"))
+    assert kept == (
+        ["epoch-001.weights.h5", "epoch-002.weights.h5"] if model == "small_cnn" else []
+    )
     history = read(tmp_path, "history.tsv")
     assert list(history.columns) == HISTORY_COLUMNS
     assert history["epoch"].tolist() == [1, 2]

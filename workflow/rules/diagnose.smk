@@ -5,6 +5,18 @@ localrules:
 rule diagnose_run:
     input:
         run=run_outputs,
+        # Each epoch's weights: model evidence where the curve jumps (deep runs).
+        epochs=lambda w: (
+            [f"results/runs/{w.run}/seed-{w.replicate}/epochs"]
+            if is_deep(w.run)
+            else []
+        ),
+        # The other seeds' curves: ordinary training movement is estimated from all of them.
+        replicates=lambda w: [
+            f"{d}/history.tsv"
+            for d in seed_dirs(w.run)
+            if d != f"results/runs/{w.run}/seed-{w.replicate}"
+        ],
         train=packed("train"),
         validation=packed("validation"),
         code=library_files("diagnose.py"),

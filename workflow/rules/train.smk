@@ -11,6 +11,9 @@ rule train_run:
         model="results/runs/{run}/seed-{replicate}/model.keras",
         best="results/runs/{run}/seed-{replicate}/best.keras",
         record="results/runs/{run}/seed-{replicate}/validation_record.npz",
+        # Each epoch's weights (small models only; empty otherwise): the diagnosis attributes
+        # a jump of the validation curve at the epoch where it happened.
+        epochs=directory("results/runs/{run}/seed-{replicate}/epochs"),
     log:
         "results/logs/train/{run}/seed-{replicate}.log",
     benchmark:

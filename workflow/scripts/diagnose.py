@@ -29,4 +29,5 @@ diagnose_run_dir(
     json_path=snakemake.output.json,
     markdown_path=snakemake.output.markdown,
     search_path=os.getcwd(),
+    replicate_dirs=[Path(path).parent for path in snakemake.input.replicates],
 )

@@ -1,182 +1,325 @@
-"""Statistical tests of a validation curve against its known per-epoch standard error.
+"""Statistical tests of a validation curve against sampling noise and ordinary training movement.
 
-Model: the score of epoch t is y_t = f(t) + e_t, where f is the smooth learning trend and e_t
-is independent noise of known standard error s_t (the sampling error of the images scored).
-Two tests, each with a p-value:
+Model: the score of epoch t is y_t = f(t) + e_t. f is the learning trend: any shape that
+changes slowly or monotonically from epoch to epoch (a saturating rise, a plateau then a rise,
+the steps of a learning-rate schedule, slow dips and oscillations). The e_t are independent
+with variance s_t² + σ_m²: s_t is the validation sampling error (a different random subset
+each epoch; 0 for a fixed set) and σ_m the model's ordinary movement (SGD changes the model
+between epochs, so even a fixed set's accuracy moves around the trend).
 
-- dispersion: f is fitted by weighted least squares as a + b·exp(-t/tau) + c·t (a saturating
-  learning curve plus a slow drift; tau profiled over a grid), and the weighted residual sum
-  of squares is compared with chi-squared on T - 4 degrees of freedom. It catches a curve that
-  moves more than its noise everywhere (many moderate jumps).
-- outliers (one-epoch glitches): epoch t is tested against both neighbours. A dip is how far
-  y_t lies below both y_{t-1} and y_{t+1}; its tail probability is computed for a locally flat
-  trend, which is the worst case for any locally linear trend and for a dip on a concave
-  (rising, levelling) curve, so it needs no trend model. Bonferroni over the interior epochs.
-- the paired glitch test (a fixed validation set with a per-image record): epoch t against
-  each neighbour by an exact McNemar test on the same images; a glitch must lose (or win) to
-  both (see `paired_glitch`).
+- Detrending, twice: the curve minus its least-squares fit a + b·exp(−t/τ) + c·t (τ profiled
+  over a grid), which takes out a learning curve's steep start; then second differences
+  d_t = r_t − (r_{t−1} + r_{t+1})/2 of those residuals, which take out whatever slower shape
+  the fit missed. For independent e_t, Var(d_t) ≈ 1.5 σ².
+- Movement (`movement_scale`): a trimmed RMS of the d_t (the largest quarter dropped) without
+  the three that involve the epoch furthest beyond both neighbours, so a glitch is not counted
+  as movement and a shape the fit missed mostly is not either. Seed replicates' curves join
+  the pool when given.
+- Glitch (`glitch_test`): the largest excess of one epoch of the raw curve beyond both
+  neighbours (a dip below both, or a spike above both; a monotone trend of any shape, such as
+  a learning-rate step, makes none), over the movement estimated without that epoch.
+- Movement test (`movement_test`): is the movement larger than an allowed level?
+- What the curve shows (`observed_movement`): the plain RMS of all d_t, glitches included.
+
+Every scale is calibrated to be the per-epoch SD for pure noise of the curve's length, so
+observed / expected is ≈ 1 for a curve that moves only as ordinary noise does. Both tests
+studentise by a scale from the same curve, which makes them pivotal under independent normal
+e_t: their p-values come from a fixed-seed Monte-Carlo null of the same procedure on pure
+noise of the same length (picking the most extreme epoch is part of the procedure, so the
+family-wise error over epochs is controlled without Bonferroni).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
-from numpy.polynomial.hermite_e import hermegauss
 from scipy import stats
-from scipy.special import log_ndtr
 
-# Trend parameters fitted (a, b, c and the profiled tau), so the dispersion test has T - 4
-# degrees of freedom; below 8 epochs (4 degrees of freedom) the test leans more on the trend
-# family being right than on the data, so it is not run.
-TREND_PARAMETERS = 4
-MIN_EPOCHS_FOR_DISPERSION = 8
 # A one-epoch glitch needs an epoch with a neighbour on each side: 3 epochs at least.
 MIN_EPOCHS_FOR_OUTLIERS = 3
-# Time constants of the trend, in epochs, from a glitch-sized 0.3 to far beyond any run.
+# Movement is estimated from at least this many second differences; below it the curve's
+# own movement is unknown.
+MIN_SECOND_DIFFERENCES = 4
+# The movement test needs 8 epochs (6 second differences).
+MIN_EPOCHS_FOR_MOVEMENT = 8
+# The exponential trend takes 4 degrees of freedom, too many for a short curve: below 15 epochs
+# a straight line is fitted (which second differences remove anyway).
+MIN_EPOCHS_FOR_EXPONENTIAL = 6
+# Time constants of the trend, in epochs, from 0.3 to far beyond any run.
 TAU_GRID = np.geomspace(0.3, 300.0, 48)
-# Gauss-Hermite nodes for the neighbour-test integral (exact to ~1e-12 for dips up to 10 SE).
-_NODES, _WEIGHTS = hermegauss(120)
-_WEIGHTS = _WEIGHTS / _WEIGHTS.sum()
+# The trimmed scale keeps the smallest 75 % of the squared second differences.
+TRIMMED_SHARE = 0.8
+NULL_DRAWS = 10_000
+NULL_SEED = 20_261_129
 
 
-@dataclass(frozen=True)
-class Dispersion:
-    chi_squared: float
-    degrees_of_freedom: int
-    p_value: float | None  # None below MIN_EPOCHS_FOR_DISPERSION
+def _design(epochs: int, tau: float | None) -> np.ndarray:
+    t = np.arange(1, epochs + 1, dtype=float)
+    columns = [np.ones(epochs), t] + ([] if tau is None else [np.exp(-t / tau)])
+    return np.column_stack(columns)
 
-    @property
-    def ratio(self) -> float:
-        """Observed / expected noise: sqrt(chi-squared per degree of freedom)."""
-        return float(np.sqrt(self.chi_squared / self.degrees_of_freedom))
+
+@cache
+def _projections(epochs: int) -> tuple[np.ndarray, ...]:
+    """The residual-maker matrices I − X(XᵀX)⁻¹Xᵀ of each trend in the family."""
+    taus = TAU_GRID if epochs >= MIN_EPOCHS_FOR_EXPONENTIAL else (None,)
+    designs = [_design(epochs, tau) for tau in taus]
+    return tuple(np.eye(epochs) - x @ np.linalg.pinv(x) for x in designs)
+
+
+def detrend(values: np.ndarray) -> np.ndarray:
+    """Residuals from the best trend of the family, for one curve or a stack (last axis)."""
+    values = np.asarray(values, float)
+    best, best_rss = None, None
+    for projection in _projections(values.shape[-1]):
+        residuals = values @ projection.T
+        rss = np.sum(residuals**2, axis=-1)
+        if best is None:
+            best, best_rss = residuals, rss
+        else:
+            better = rss < best_rss
+            best = np.where(better[..., None], residuals, best)
+            best_rss = np.minimum(rss, best_rss)
+    return best
+
+
+def second_differences(values: np.ndarray) -> np.ndarray:
+    """Second differences along the last axis (one curve or a stack of them)."""
+    values = np.asarray(values, float)
+    return values[..., 1:-1] - (values[..., :-2] + values[..., 2:]) / 2
+
+
+def _excess(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per interior epoch: how far beyond both neighbours (>= 0), and +1 spike / -1 dip."""
+    before, now, after = values[..., :-2], values[..., 1:-1], values[..., 2:]
+    dip = np.minimum(before, after) - now
+    spike = now - np.maximum(before, after)
+    return np.maximum(np.maximum(dip, spike), 0.0), np.where(spike > dip, 1, -1)
+
+
+def _trimmed_rms(samples: np.ndarray) -> np.ndarray:
+    """Per row: RMS of the smallest TRIMMED_SHARE of the squared values (NaN ignored; NaN if
+    fewer than MIN_SECOND_DIFFERENCES)."""
+    samples = np.atleast_2d(samples)
+    squares = np.sort(np.where(np.isnan(samples), np.inf, samples**2), axis=-1)
+    valid = np.sum(~np.isnan(samples), axis=-1)
+    kept = np.maximum(np.ceil(TRIMMED_SHARE * valid).astype(int), 1)
+    totals = np.cumsum(np.where(np.isinf(squares), 0.0, squares), axis=-1)
+    mean_square = totals[np.arange(samples.shape[0]), kept - 1] / kept
+    return np.where(valid >= MIN_SECOND_DIFFERENCES, np.sqrt(mean_square), np.nan)
+
+
+def _raw_scale(differences: np.ndarray, tested: np.ndarray, pooled: np.ndarray | None):
+    """Trimmed RMS per row of `differences`, without the three involving the tested interior
+    epoch (0-based among the interior epochs), with the replicates' `pooled` ones added."""
+    columns = np.arange(differences.shape[-1])
+    # Interior epoch k + 1 is involved in d[k - 1], d[k] and d[k + 1].
+    involved = np.abs(columns[None, :] - tested[:, None]) <= 1
+    sample = np.where(involved, np.nan, differences)
+    if pooled is not None:
+        sample = np.concatenate([sample, pooled], axis=-1)
+    return _trimmed_rms(sample)
+
+
+@cache
+def _null_curves(epochs: int, key: tuple = ()) -> np.ndarray:
+    rng = np.random.default_rng(np.random.SeedSequence(NULL_SEED, spawn_key=(epochs, *key)))
+    return rng.standard_normal((NULL_DRAWS, epochs))
+
+
+def _tested(values: np.ndarray) -> np.ndarray:
+    """Per curve (rows): the interior epoch (0-based among them) furthest beyond both
+    neighbours."""
+    return np.argmax(_excess(np.atleast_2d(values))[0], axis=-1)
+
+
+def _residual_differences(values: np.ndarray, tested: np.ndarray) -> np.ndarray:
+    """Second differences of each curve minus its trend, the trend fitted with the tested
+    epoch replaced by its neighbours' mean (so a glitch does not bend it)."""
+    values = np.atleast_2d(np.asarray(values, float))
+    rows, epoch = np.arange(values.shape[0]), tested + 1
+    filled = values.copy()
+    filled[rows, epoch] = (values[rows, epoch - 1] + values[rows, epoch + 1]) / 2
+    return second_differences(values - (filled - detrend(filled)))
+
+
+@cache
+def _null_statistics(epochs: int) -> tuple[np.ndarray, ...]:
+    """For pure unit noise of this length, per draw: the largest excess, the raw leave-out
+    scale, the raw RMS of the second differences and their raw trimmed RMS."""
+    noise = _null_curves(epochs)
+    excess, _ = _excess(noise)
+    tested = np.argmax(excess, axis=1)
+    differences = _residual_differences(noise, tested)
+    return (
+        excess[np.arange(NULL_DRAWS), tested],
+        _raw_scale(differences, tested, None),
+        np.sqrt(np.mean(differences**2, axis=1)),
+        _trimmed_rms(differences),
+    )
+
+
+@cache
+def _calibration(epochs: int) -> tuple[float, float, float]:
+    """Constants that make the leave-out scale, the observed RMS and the whole-curve trimmed
+    scale per-epoch SDs for pure unit noise."""
+    _, scale, observed, whole = _null_statistics(epochs)
+    with np.errstate(all="ignore"):  # too short a curve: NaN, and no scale is reported
+        return tuple(
+            float(np.sqrt(np.nanmean(v**2))) if np.isfinite(v).any() else math.nan
+            for v in (scale, observed, whole)
+        )
+
+
+def movement_scale(values: np.ndarray) -> float | None:
+    """Per-epoch SD of a curve around its trend without the epoch furthest beyond both
+    neighbours (a glitch is not movement); None if the curve is too short."""
+    values = np.asarray(values, float)
+    if values.size < MIN_EPOCHS_FOR_OUTLIERS:
+        return None
+    tested = _tested(values)
+    raw = float(_raw_scale(_residual_differences(values, tested), tested, None)[0])
+    return None if math.isnan(raw) else raw / _calibration(values.size)[0]
+
+
+def observed_movement(values: np.ndarray) -> float | None:
+    """The per-epoch SD the curve shows around its trend, glitches included."""
+    values = np.asarray(values, float)
+    if values.size < MIN_EPOCHS_FOR_OUTLIERS:
+        return None
+    differences = _residual_differences(values, _tested(values))
+    return float(np.sqrt(np.mean(differences**2))) / _calibration(values.size)[1]
 
 
 @dataclass(frozen=True)
 class Glitch:
-    """The most extreme single epoch of a curve and its multiplicity-corrected p-value."""
+    """The epoch furthest beyond both neighbours, against the noise of the curve."""
 
     epoch_index: int  # position in the curve (0-based)
     kind: str  # "dip" | "spike"
     size: float  # how far beyond both neighbours, in the metric's units
-    p_value: float  # one epoch
-    p_adjusted: float  # Bonferroni over the epochs tested
+    scale: float  # per-epoch SD it is measured against
+    p_value: float  # family-wise over the epochs tested
     tested: int
-    method: str  # "paired" | "unpaired"
-    right_then_wrong_then_right: int | None = None
-    wrong_then_right_then_wrong: int | None = None
+    method: str  # "own movement" | "own and replicates' movement" | "known scale"
 
 
-def _trend_basis(epochs: np.ndarray, tau: float) -> np.ndarray:
-    return np.column_stack([np.ones(epochs.size), np.exp(-epochs / tau), epochs])
+@cache
+def _null_maxima(epochs: int, replicate_lengths: tuple[int, ...], studentised: bool) -> np.ndarray:
+    """Sorted null draws of `glitch_test`'s statistic on pure-noise curves of these lengths."""
+    largest, scale, *_ = _null_statistics(epochs)
+    if not studentised:
+        return np.sort(largest)
+    if replicate_lengths:
+        own = _null_curves(epochs)
+        tested = np.argmax(_excess(own)[0], axis=1)
+        parts = [_null_curves(n, (i + 1,)) for i, n in enumerate(replicate_lengths)]
+        pooled = np.concatenate([_replicate_differences(p) for p in parts], axis=1)
+        scale = _raw_scale(_residual_differences(own, tested), tested, pooled)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.sort(largest / scale)
 
 
-def trend_dispersion(values: np.ndarray, standard_errors: np.ndarray) -> Dispersion | None:
-    """Weighted residual chi-squared around the best saturating-plus-drift trend."""
-    values, errors = np.asarray(values, float), np.asarray(standard_errors, float)
-    if values.size <= TREND_PARAMETERS or not (errors > 0).all():
-        return None
-    epochs = np.arange(1, values.size + 1, dtype=float)
-    weights = 1 / errors
-    best = np.inf
-    for tau in TAU_GRID:
-        design = _trend_basis(epochs, tau) * weights[:, None]
-        coefficients, *_ = np.linalg.lstsq(design, values * weights, rcond=None)
-        best = min(best, float(np.sum((design @ coefficients - values * weights) ** 2)))
-    dof = values.size - TREND_PARAMETERS
-    p_value = None
-    if values.size >= MIN_EPOCHS_FOR_DISPERSION:
-        p_value = float(stats.chi2.sf(best, dof))
-    return Dispersion(chi_squared=best, degrees_of_freedom=dof, p_value=p_value)
+def _replicate_differences(curves: np.ndarray) -> np.ndarray:
+    """A replicate's residual second differences (its own most extreme epoch left out)."""
+    curves = np.atleast_2d(np.asarray(curves, float))
+    tested = _tested(curves)
+    differences = _residual_differences(curves, tested)
+    columns = np.arange(differences.shape[-1])
+    return np.where(np.abs(columns[None, :] - tested[:, None]) <= 1, np.nan, differences)
 
 
-def beyond_both_neighbours_p(excess: float, own: float, left: float, right: float) -> float:
-    """P(an epoch lies `excess` beyond both neighbours in one given direction) under pure noise.
+def _upper_tail(sorted_null: np.ndarray, value: float) -> float:
+    """P(null >= value), with the +1 correction that keeps a Monte-Carlo p-value valid."""
+    above = sorted_null.size - np.searchsorted(sorted_null, value, side="left")
+    return float((above + 1) / (sorted_null.size + 1))
 
-    With y_t = e_t and neighbours e_{t-1}, e_{t+1} (independent, standard errors own, left,
-    right): P(min(e_{t-1}, e_{t+1}) - e_t > excess) = E_b[Q((own b + excess)/left)
-    Q((own b + excess)/right)], b standard normal, Q the normal upper tail.
+
+def glitch_test(
+    values: np.ndarray,
+    sampling_se: float = 0.0,
+    *,
+    replicates: tuple[np.ndarray, ...] = (),
+    known_scale: float | None = None,
+) -> Glitch | None:
+    """The largest one-epoch excess beyond both neighbours and its p-value.
+
+    Against the curve's own movement without that epoch (pooled with the replicates' curves,
+    when given), never below `sampling_se` (the known sampling error); None when too few
+    second differences remain. With `known_scale` (a per-epoch SD taken as known, e.g. the
+    largest ordinary movement) against that instead.
     """
-    if excess <= 0:
-        return 1.0
-    shifted = own * _NODES + excess
-    log_terms = log_ndtr(-shifted / left) + log_ndtr(-shifted / right)
-    return float(min(1.0, np.sum(_WEIGHTS * np.exp(log_terms))))
-
-
-def neighbour_glitch(values: np.ndarray, standard_errors: np.ndarray) -> Glitch | None:
-    """The epoch furthest beyond both neighbours, against the sampling noise alone."""
-    values, errors = np.asarray(values, float), np.asarray(standard_errors, float)
+    values = np.asarray(values, float)
     if values.size < MIN_EPOCHS_FOR_OUTLIERS:
         return None
-    tested = values.size - 2
-    best: Glitch | None = None
-    for t in range(1, values.size - 1):
-        left, right = values[t - 1], values[t + 1]
-        dip, spike = min(left, right) - values[t], values[t] - max(left, right)
-        kind, excess = ("dip", dip) if dip > 0 else ("spike", spike)
-        # Two-sided: a dip or a spike would both have been reported.
-        p_value = min(1.0, 2 * beyond_both_neighbours_p(excess, *errors[t - 1 : t + 2][[1, 0, 2]]))
-        if best is None or p_value < best.p_value:
-            adjusted = min(1.0, p_value * tested)
-            best = Glitch(t, kind, max(excess, 0.0), p_value, adjusted, tested, "unpaired")
-    return best
-
-
-def _mcnemar_worse(worse: np.ndarray, better: np.ndarray) -> np.ndarray:
-    """One-sided exact McNemar p-values that the later epoch is worse (per pair of counts)."""
-    return np.array(
-        [
-            stats.binomtest(int(w), int(w + b), 0.5, alternative="greater").pvalue if w + b else 1.0
-            for w, b in zip(worse, better)
-        ]
+    excess, direction = _excess(values)
+    t = int(np.argmax(excess))
+    lengths: tuple[int, ...] = ()
+    if known_scale is not None:
+        scale, method = float(known_scale), "known scale"
+    else:
+        curves = [np.asarray(r, float) for r in replicates if len(r) >= 3]
+        lengths = tuple(c.size for c in curves)
+        pooled = (
+            np.concatenate([_replicate_differences(c) for c in curves], axis=1) if curves else None
+        )
+        raw = float(
+            _raw_scale(_residual_differences(values, np.array([t])), np.array([t]), pooled)[0]
+        )
+        if math.isnan(raw):
+            return None
+        # The null below is of the raw statistic; the calibrated scale is what is reported.
+        scale = max(raw / _calibration(values.size)[0], sampling_se)
+        raw = max(raw, sampling_se * _calibration(values.size)[0])
+        method = "own and replicates' movement" if curves else "own movement"
+    null = _null_maxima(values.size, lengths, known_scale is None)
+    denominator = scale if known_scale is not None else raw
+    statistic = excess[t] / denominator if denominator > 0 else (math.inf if excess[t] else 0.0)
+    return Glitch(
+        epoch_index=t + 1,
+        kind="spike" if direction[t] > 0 else "dip",
+        size=float(excess[t]),
+        scale=scale,
+        p_value=_upper_tail(null, float(statistic)),
+        tested=int(excess.size),
+        method=method,
     )
 
 
-def paired_glitch(correct: np.ndarray) -> Glitch | None:
-    """Paired one-epoch glitch test on a fixed set: correct is (epochs, images) of 1/0.
+@dataclass(frozen=True)
+class Movement:
+    """The curve's movement against an allowed level (sampling + ordinary movement)."""
 
-    A dip at t means epoch t is worse than t-1 AND worse than t+1: two exact one-sided McNemar
-    tests on the same images, and the larger p-value is the dip's (an intersection-union test,
-    valid whatever the trend, because the model at t must lose to both neighbours). A spike is
-    the mirror image. Reported with the counts of images right at t-1 and t+1 but wrong at t,
-    and the reverse. (Those two counts are not tested against each other: near the decision
-    boundary images flicker both ways at rates set by the accuracy, so their expected ratio is
-    not 1/2, and such a test raised alarms on over half of clean synthetic runs.)
-    """
-    correct = np.asarray(correct, dtype=np.int8)
-    if correct.shape[0] < MIN_EPOCHS_FOR_OUTLIERS:
+    scale: float  # per-epoch SD around the trend (trimmed, every epoch)
+    allowed: float  # the SD the test allows
+    p_value: float | None  # H0: movement <= allowed; None below MIN_EPOCHS_FOR_MOVEMENT
+    epochs: int
+
+
+@cache
+def _null_scales(epochs: int) -> np.ndarray:
+    """Sorted null draws of the whole-curve movement on pure noise of SD 1."""
+    return np.sort(_null_statistics(epochs)[3] / _calibration(epochs)[2])
+
+
+def movement_test(values: np.ndarray, allowed: float) -> Movement | None:
+    """Does the curve move more than `allowed` per epoch around its trend? Measured on every
+    second difference (a trimmed RMS): movement throughout, not one glitch."""
+    values = np.asarray(values, float)
+    if values.size < MIN_EPOCHS_FOR_OUTLIERS:
         return None
-    earlier, later = correct[:-1], correct[1:]
-    lost = ((earlier == 1) & (later == 0)).sum(axis=1)  # right -> wrong, per consecutive pair
-    gained = ((earlier == 0) & (later == 1)).sum(axis=1)
-    worse_than_previous = _mcnemar_worse(lost, gained)  # pair k: epoch k+1 worse than k
-    better_than_previous = _mcnemar_worse(gained, lost)
-    tested = correct.shape[0] - 2
-    before, now, after = correct[:-2], correct[1:-1], correct[2:]
-    dips = ((before == 1) & (now == 0) & (after == 1)).sum(axis=1)
-    spikes = ((before == 0) & (now == 1) & (after == 0)).sum(axis=1)
-    best: Glitch | None = None
-    for t in range(1, correct.shape[0] - 1):
-        # Dip: t worse than t-1 (pair t-1), and t+1 better than t (pair t).
-        dip = max(worse_than_previous[t - 1], better_than_previous[t])
-        spike = max(better_than_previous[t - 1], worse_than_previous[t])
-        kind, p_one = ("dip", dip) if dip <= spike else ("spike", spike)
-        p_value = min(1.0, 2 * p_one)  # either direction would have been reported
-        if best is None or p_value < best.p_value:
-            size = abs(int(dips[t - 1]) - int(spikes[t - 1])) / correct.shape[1]
-            best = Glitch(
-                t,
-                kind,
-                size,
-                p_value,
-                min(1.0, p_value * tested),
-                tested,
-                "paired",
-                int(dips[t - 1]),
-                int(spikes[t - 1]),
-            )
-    return best
+    differences = _residual_differences(values, _tested(values))
+    raw = float(_trimmed_rms(differences)[0])
+    if math.isnan(raw):
+        return None
+    scale = raw / _calibration(values.size)[2]
+    p_value = None
+    if values.size >= MIN_EPOCHS_FOR_MOVEMENT and allowed > 0:
+        p_value = _upper_tail(_null_scales(values.size), scale / allowed)
+    return Movement(scale=scale, allowed=allowed, p_value=p_value, epochs=int(values.size))
 
 
 @dataclass(frozen=True)

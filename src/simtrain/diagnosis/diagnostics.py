@@ -1,10 +1,10 @@
 """Explain why a validation curve fluctuates: `diagnose(history, ...)` runs every check.
 
-The centre is the noise model of `noise`: each epoch's val_accuracy has a known standard error
-(sampling noise of a shuffled partial set, or, on a fixed set, a conservative yardstick for
-model change, measured directly when the per-epoch validation record is given), and the curve
-is tested against it for dispersion and for one-epoch glitches. The fluctuation score is
-observed / expected noise (~1 noise, >>1 the model jumps); the other checks say why.
+The centre is the noise model of `noise`: what validation sampling and ordinary training
+movement make a curve do, and tests (one epoch beyond both neighbours; movement throughout)
+against it. `attribution` splits the curve's movement by source and lets the checks with
+evidence at the epochs concerned claim the part beyond noise; the main cause is reported in
+diagnostics.json's `fluctuation`, and UNEXPLAINED_FLUCTUATION when no check claims it.
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ import pandas as pd
 
 from simtrain.common.failpoints import failpoint
 from simtrain.common.files import write_text
+from simtrain.diagnosis.attribution import BATCHNORM_CAUSES, decompose
 from simtrain.diagnosis.batchnorm import check_augmentation_shift, check_batchnorm
 from simtrain.diagnosis.coverage import check_partial_epoch, check_partial_validation
 from simtrain.diagnosis.findings import Finding, RunSettings, Skipped, plain_number
 from simtrain.diagnosis.history import normalise_history
-from simtrain.diagnosis.imbalance import check_class_imbalance
+from simtrain.diagnosis.imbalance import check_class_imbalance, check_prediction_collapse
 from simtrain.diagnosis.noise import (
-    FLUCTUATION_CAUSES,
     SAMPLING_NOISE,
     NoiseEstimate,
     estimate_noise,
@@ -33,7 +33,7 @@ from simtrain.diagnosis.optimization import check_unstable_optimization
 from simtrain.diagnosis.overfitting import check_overfitting
 from simtrain.diagnosis.undertraining import check_under_trained
 from simtrain.diagnosis.validation_record import ValidationRecord
-from simtrain.diagnosis.verdict import check_sampling_noise, check_stable
+from simtrain.diagnosis.verdict import check_sampling_noise, check_stable, check_unexplained
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,8 @@ class Diagnostics:
     fluctuation_metric: str | None  # "val_loss" | "val_accuracy" | None
     findings: tuple[Finding, ...]
     skipped: tuple[Skipped, ...]
+    # Where the validation curve's movement comes from (attribution.Decomposition.to_dict()).
+    fluctuation: dict | None = None
 
     @property
     def codes(self) -> list[str]:
@@ -57,6 +59,7 @@ class Diagnostics:
             "fluctuation_metric": self.fluctuation_metric,
             "findings": [vars(finding).copy() for finding in self.findings],
             "skipped": [vars(skip).copy() for skip in self.skipped],
+            "fluctuation": self.fluctuation,
         }
 
     def to_json(self) -> str:
@@ -67,13 +70,45 @@ class Diagnostics:
             return "Fluctuation score: not available (too few epochs or no standard error)."
         return (
             f"Fluctuation score: {plain_number(self.fluctuation_score)} — "
-            f"{self.fluctuation_metric} moves {self.fluctuation_score:.2g}× "
-            f"its standard error (≈1: noise; ≫1: the model jumps; the verdict comes from the "
-            f"tests' p-values)."
+            f"{self.fluctuation_metric} moves {self.fluctuation_score:.2g}× what validation "
+            f"sampling and ordinary training movement explain (≈1: noise; ≫1: something else "
+            f"moves it; the verdict comes from the tests' p-values and the practical floor)."
         )
+
+    def _fluctuation_lines(self) -> list[str]:
+        """The decomposition table of diagnostics.md."""
+        f = self.fluctuation
+        if not f:
+            return []
+        verdict = (
+            f"beyond its noise; cause: `{f['cause']}`" if f["beyond_noise"] else "within its noise"
+        )
+        lines = ["## Where the movement comes from", "", f"The validation curve moves {verdict}."]
+        lines += ["", "| part | variance per epoch | share | claimed by |", "|---|---|---|---|"]
+        variance, share = f["variance_per_epoch"], f["share_of_total"]
+        claims = ", ".join(f"`{c}`" for c in f["claimed_by"]) or "—"
+        for part, name in (
+            ("sampling", "validation sampling"),
+            ("training", "ordinary training movement"),
+            ("rest", "the rest"),
+            ("unexplained", "of which unexplained"),
+        ):
+            who = {
+                "sampling": f"`{f['sampling_claimed_by']}`" if f["sampling_claimed_by"] else "—",
+                "rest": claims,
+            }.get(part, "—")
+            lines.append(f"| {name} | {_cell(variance[part])} | {_cell(share[part])} | {who} |")
+        if f["glitch_epoch"] is not None:
+            lines += [
+                "",
+                f"Epoch {f['glitch_epoch']} lies beyond both neighbours: `{f['glitch_cause']}`.",
+            ]
+        lines += ["", f"Model evidence: {f['model_evidence']}.", ""]
+        return lines
 
     def to_markdown(self) -> str:
         lines = [f"# Diagnostics for run `{self.run}`", "", self._score_line(), ""]
+        lines += self._fluctuation_lines()
         for item in self.findings:
             heading = f"## {item.severity.upper()} · `{item.code}` — {item.title}"
             lines += [heading, "", "| evidence | value |", "|---|---|"]
@@ -143,12 +178,17 @@ def diagnose(
     validation_record: ValidationRecord | None = None,
     augmentation: bool | None = None,
     epochs: int | None = None,
+    epoch_evidence: dict | None = None,
+    replicate_curves: tuple = (),
 ) -> Diagnostics:
     """Explain a run's learning curves; checks missing an input are listed in `skipped`.
 
     `validation_record` (per epoch and image: right/wrong/unscored and loss) makes the noise
     model paired; without it (a CSVLogger file) everything runs with weaker statements.
     `augmentation` and `epochs` (None: unknown) keep fixes from advising what the run has.
+    `epoch_evidence` (`model_evidence.epoch_evidence`) lets BatchNorm claim the epochs where the
+    curve jumps; `replicate_curves` (the val_accuracy per epoch of the run's other seeds) join
+    the estimate of ordinary training movement.
     """
     settings = RunSettings.checked(
         run=run,
@@ -164,7 +204,9 @@ def diagnose(
         epochs=epochs,
     )
     history = normalise_history(history)
-    estimate = estimate_noise(history, settings, predictions, validation_record)
+    estimate = estimate_noise(
+        history, settings, predictions, validation_record, replicate_curves=replicate_curves
+    )
     noise = estimate if isinstance(estimate, NoiseEstimate) else None
     band_skip = None
     if noise is not None and noise.loss_se is None:
@@ -186,25 +228,32 @@ def diagnose(
             history,
             noise.loss_band if noise else None,
             settings,
-            float(noise.accuracy_se.mean()) if noise else None,
+            noise.expected if noise else None,
             validation_record,
         ),
         "CLASS_IMBALANCE": check_class_imbalance(train_label_counts, predictions),
+        "PREDICTION_COLLAPSE": check_prediction_collapse(predictions),
         "UNDER_TRAINED": check_under_trained(
             history, settings, _class_count(train_label_counts, predictions)
         ),
     }
     unchecked = sorted({r.code for r in results.values() if isinstance(r, Skipped)})
+    decomposition = None
     if noise is not None:
-        causes = [results[code] for code in FLUCTUATION_CAUSES if code in results]
-        if noise.fixed_set:  # partial validation on a fixed set adds no noise between epochs
-            causes = [
-                r for r in causes if not isinstance(r, Finding) or r.code != "PARTIAL_VALIDATION"
-            ]
-        named = [r.code for r in causes if isinstance(r, Finding) and r.severity != "info"]
+        decomposition = decompose(noise, results, epoch_evidence)
+        if decomposition.cause in BATCHNORM_CAUSES or decomposition.glitch_cause in (
+            BATCHNORM_CAUSES
+        ):
+            # Per-epoch evidence can name BatchNorm where the final model alone did not.
+            bn = results["BATCHNORM_STATISTICS"]
+            if isinstance(bn, Finding) and bn.severity == "info":
+                results["BATCHNORM_STATISTICS"] = check_batchnorm(
+                    batchnorm, settings, per_epoch_claim=True
+                )
         results[SAMPLING_NOISE] = check_sampling_noise(
-            noise, settings, named, [code for code in unchecked if code != SAMPLING_NOISE]
+            noise, decomposition, settings, [code for code in unchecked if code != SAMPLING_NOISE]
         )
+        results["UNEXPLAINED_FLUCTUATION"] = check_unexplained(noise, decomposition, settings)
     findings = [r for r in results.values() if isinstance(r, Finding)]
     results["STABLE"] = check_stable(findings, noise, unchecked)
     return Diagnostics(
@@ -213,4 +262,5 @@ def diagnose(
         fluctuation_metric=f"val_{noise.metric}" if noise and noise.score is not None else None,
         findings=tuple(r for r in results.values() if isinstance(r, Finding)),
         skipped=tuple(r for r in results.values() if isinstance(r, Skipped)),
+        fluctuation=decomposition.to_dict() if decomposition is not None else None,
     )

@@ -1,4 +1,5 @@
-"""CLASS_IMBALANCE: unequal class counts, or predictions collapsed onto few classes."""
+"""CLASS_IMBALANCE (unequal class counts in the data) and PREDICTION_COLLAPSE (a model that
+predicts few classes for most images, which on balanced data is no imbalance of the data)."""
 
 from __future__ import annotations
 
@@ -59,37 +60,51 @@ def _collapse_problem(predictions: pd.DataFrame, evidence: dict) -> str | None:
 def check_class_imbalance(
     train_label_counts: dict[str, int] | None, predictions: pd.DataFrame | None
 ) -> Finding | Skipped | None:
+    """CLASS_IMBALANCE: the data's class counts (training, and validation's true labels)."""
     code = "CLASS_IMBALANCE"
-    if predictions is not None and not {"true", "predicted"} <= set(predictions.columns):
+    if predictions is not None and "true" not in predictions.columns:
         predictions = None
     if not train_label_counts and predictions is None:
         return Skipped(code, "no training label counts and no predictions to count classes in")
     evidence: dict = {}
-    counts, collapse = [], None
+    problems = []
     if train_label_counts:
-        counts.append(_count_problem(train_label_counts, "training set", evidence, "train"))
+        problems.append(_count_problem(train_label_counts, "training set", evidence, "train"))
     if predictions is not None:
         true = predictions["true"].astype(str).value_counts().to_dict()
-        counts.append(_count_problem(true, "validation set", evidence, "validation"))
-        collapse = _collapse_problem(predictions, evidence)
-    problems = [problem for problem in [*counts, collapse] if problem]
+        problems.append(_count_problem(true, "validation set", evidence, "validation"))
+    problems = [problem for problem in problems if problem]
     if not problems:
         return None
-    fixes = []
-    if any(counts):
-        fixes.append("give every class the same number of images, or pass class_weight to fit")
-    if collapse:
-        fixes.append(
-            "a model collapsed onto few classes has not learned the task: check labels "
-            "and inputs, lower the learning rate, see BATCHNORM_STATISTICS"
-        )
     text = "; ".join(problems)
     return Finding(
         code,
         "warning",
-        "Classes are imbalanced or predictions collapse onto few classes",
+        "Classes are imbalanced",
         evidence,
         text[0].upper() + text[1:] + ". A model can then lower its loss by favouring the "
         "frequent classes, and accuracy overstates how well it tells the classes apart.",
-        "; ".join(fixes),
+        "give every class the same number of images, or pass class_weight to fit",
+    )
+
+
+def check_prediction_collapse(predictions: pd.DataFrame | None) -> Finding | Skipped | None:
+    """PREDICTION_COLLAPSE: the final model predicts few classes for most images, whatever the
+    data's counts (on balanced data a collapse is the model's failure, not an imbalance)."""
+    code = "PREDICTION_COLLAPSE"
+    if predictions is None or not {"true", "predicted"} <= set(predictions.columns):
+        return Skipped(code, "no final predictions (predictions.tsv) to count classes in")
+    evidence: dict = {}
+    collapse = _collapse_problem(predictions, evidence)
+    if collapse is None:
+        return None
+    return Finding(
+        code,
+        "warning",
+        "Predictions collapse onto few classes",
+        evidence,
+        collapse[0].upper() + collapse[1:] + ". The model has not learned to tell the "
+        "classes apart: it falls back on one answer for most images.",
+        "check the labels and the inputs (samples/model_view); lower the learning rate or "
+        "train longer; see BATCHNORM_STATISTICS and UNDER_TRAINED if reported",
     )

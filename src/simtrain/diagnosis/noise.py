@@ -1,27 +1,30 @@
-"""The noise model of a validation curve, and the verdict it supports.
+"""The noise model of a validation curve: what moves it when nothing is wrong.
 
-Assumptions, stated in every explanation as well:
+An epoch's val_accuracy differs from the learning trend for two ordinary reasons:
 
-- Fixed validation set (validation_steps null, or the same images every epoch): there is no
-  sampling noise between epochs; consecutive epochs differ only because the model changed. With
-  the per-epoch validation record that change is measured directly (churn between epochs, an
-  exact McNemar test per pair, the paired glitch test of `curve_tests`). Without it (a CSVLogger
-  file) the binomial standard error of a freshly drawn set of the same size stands in as a
-  conservative yardstick: a fixed set moves less than that unless the model jumps.
-- Shuffled partial validation: each epoch scores a different random m of the N images, drawn
-  without replacement, so the standard error of an epoch's accuracy is binomial times the
-  finite-population factor √((N−m)/(N−1)).
-- Per-epoch errors are independent; the smooth trend is a + b·exp(−t/τ) + c·t (`curve_tests`).
-- Epochs: the one-epoch glitch test needs 3 (a neighbour on each side), the dispersion test 8
-  (4 degrees of freedom beyond the 4 trend parameters).
+- **validation sampling** (shuffled partial validation only): each epoch scores a different
+  random m of the N images, drawn without replacement, so its standard error is binomial
+  times the finite-population factor √((N−m)/(N−1)). A fixed set (the same images every
+  epoch) has no sampling noise between epochs.
+- **training movement**: SGD changes the model between epochs, so even a fixed set's accuracy
+  moves around the trend, by an amount that does not shrink with the size of the set. It is
+  estimated from the run itself (second differences of its curve, leaving out the epoch under
+  test; `curve_tests`), pooled with the curves of its seed replicates when there are any.
 
-One metric drives the verdict: val_accuracy. Its standard error follows from the number of
-images scored alone (known from a CSVLogger file too), and a glitch in accuracy is a change of
-which images the model gets right. val_loss is reported with its per-epoch standard error from
-the record's per-image losses of that epoch, but it is dominated by a few confidently wrong
-images and is not used for the verdict. The fluctuation score is observed / expected noise
-(√(χ²/degrees of freedom) around the trend): ≈1 noise, ≫1 something else; the verdict comes from
-the p-values, at ALPHA each.
+Per epoch, the two add: Var = s² + σ_m². The tests (`curve_tests`) ask whether the curve
+moves more than that: one epoch beyond both neighbours (a glitch), or movement throughout
+beyond sampling plus the largest movement accepted as ordinary (PRACTICAL_FLOOR). Nothing
+smaller than PRACTICAL_FLOOR (accuracy points) is a WARNING, whatever its p-value: with
+thousands of validation images tiny, harmless changes are significant.
+
+The fluctuation score is the movement the curve shows (glitches included) over the expected
+√(s² + min(σ_m, floor)²): ≈ 1 for a curve that moves as sampling and ordinary training make it
+move, on fixed and shuffled sets alike; ≫ 1 when something else moves it.
+
+Assumptions: per-epoch deviations are independent and roughly normal; the trend changes
+slowly or monotonically (a monotone trend of any shape makes no one-epoch excess); movement is
+about constant over the epochs compared. val_loss is reported with its per-epoch standard
+error but does not drive the verdict: it is dominated by a few confidently wrong images.
 """
 
 from __future__ import annotations
@@ -35,48 +38,52 @@ import pandas as pd
 from simtrain.diagnosis.curve_tests import (
     MIN_EPOCHS_FOR_OUTLIERS,
     Churn,
-    Dispersion,
     Glitch,
+    Movement,
     churn,
-    neighbour_glitch,
-    paired_glitch,
-    trend_dispersion,
+    glitch_test,
+    movement_scale,
+    movement_test,
+    observed_movement,
 )
 from simtrain.diagnosis.findings import RunSettings, Skipped, finite_column
 from simtrain.diagnosis.validation_record import ValidationRecord
 
 SAMPLING_NOISE = "VALIDATION_SAMPLING_NOISE"
-# Significance level of each test (dispersion; glitch after Bonferroni): two tests at 1 % keep
-# the false-alarm rate on clean curves under 2 % when the model holds.
+# Significance level of the glitch tests (against the run's own movement; against the largest
+# ordinary movement).
 ALPHA = 0.01
-# Turns a median absolute deviation into a standard deviation for normally distributed noise.
+# The movement test's null is the edge of "ordinary" (movement exactly at the practical floor);
+# ordinary runs move well below it, so 0.05 there raises fewer alarms than 0.01 elsewhere while
+# catching a 10-epoch curve that moves twice the floor more often.
+MOVEMENT_ALPHA = 0.05
+# The practical floor, in accuracy: per-epoch movement up to 3 points is ordinary training
+# (on a 200-image set one flipped image is half a point; SGD at a constant learning rate moves
+# a converged model by about 0.5-2 points an epoch), and a one-epoch excess beyond both
+# neighbours must reach 3 points to matter for picking an epoch or a network.
+PRACTICAL_FLOOR = 0.03
 MAD_TO_SD = 1.4826
-# Findings that can make a validation curve jump between epochs. Not PARTIAL_EPOCH (short epochs
-# change the x-axis, not the noise of one evaluation) nor CLASS_IMBALANCE (a steady bias) nor
-# OVERFITTING (a trend). PARTIAL_VALIDATION only when shuffled (its sampling noise).
-FLUCTUATION_CAUSES = (
-    "PARTIAL_VALIDATION",
-    "BATCHNORM_STATISTICS",
-    "AUGMENTATION_SHIFT",
-    "UNSTABLE_OPTIMIZATION",
-)
 
 
 @dataclass(frozen=True)
 class NoiseEstimate:
-    """A validation curve with its per-epoch standard errors and the tests against them."""
+    """A validation curve, its noise model and the tests against it."""
 
     epochs: int
     epoch_numbers: np.ndarray
     accuracy: np.ndarray
-    accuracy_se: np.ndarray
+    sampling_se: np.ndarray  # per epoch; 0 for a fixed set
     images_scored: int  # median per epoch (m)
     validation_images: int  # N
     fixed_set: bool
     finite_population_factor: float
     from_record: bool
-    dispersion: Dispersion | None
-    glitch: Glitch | None
+    replicates: int  # other seeds' curves pooled into the movement estimate
+    movement: Movement | None  # the movement test (whole curve, sampling included)
+    own_movement: float | None  # per-epoch SD without the most extreme epoch (sampling incl.)
+    glitch: Glitch | None  # the largest one-epoch excess against the run's own movement
+    glitch_at_floor: Glitch | None  # the same excess against sampling + the practical floor
+    observed: float | None  # per-epoch SD the curve shows around its trend, glitches included
     churn: Churn | None
     loss_se: float | None  # median per-epoch standard error of val_loss
     loss_se_source: str | None  # "record" | "final model"
@@ -87,30 +94,69 @@ class NoiseEstimate:
         return "accuracy"
 
     @property
-    def score(self) -> float | None:
-        """Observed / expected noise of val_accuracy (≈1 noise, ≫1 the model jumps)."""
-        if self.dispersion is not None:
-            return self.dispersion.ratio
-        # 3-4 epochs: each epoch's distance from the chord of its neighbours, in standard errors.
-        y, s = self.accuracy, self.accuracy_se
-        if y.size < MIN_EPOCHS_FOR_OUTLIERS:
+    def sampling(self) -> float:
+        """Root mean square sampling standard error per epoch (0 for a fixed set)."""
+        return float(np.sqrt(np.mean(self.sampling_se**2)))
+
+    @property
+    def training_movement(self) -> float | None:
+        """The model's own movement per epoch, sampling removed; None when unknown."""
+        if self.own_movement is None:
             return None
-        chord = y[1:-1] - (y[:-2] + y[2:]) / 2
-        spread = np.sqrt(s[1:-1] ** 2 + (s[:-2] ** 2 + s[2:] ** 2) / 4)
-        return float(np.sqrt(np.mean((chord / spread) ** 2)))
+        return math.sqrt(max(self.own_movement**2 - self.sampling**2, 0.0))
 
     @property
-    def dispersion_rejects(self) -> bool:
-        p = None if self.dispersion is None else self.dispersion.p_value
-        return p is not None and p < ALPHA
+    def ordinary_movement(self) -> float:
+        """Training movement accepted as ordinary: the estimate, at most the floor (the floor
+        itself when the curve is too short to estimate it)."""
+        movement = self.training_movement
+        return PRACTICAL_FLOOR if movement is None else min(movement, PRACTICAL_FLOOR)
 
     @property
-    def glitch_rejects(self) -> bool:
-        return self.glitch is not None and self.glitch.p_adjusted < ALPHA
+    def expected(self) -> float:
+        """Expected per-epoch SD around the trend: sampling and ordinary training movement."""
+        return math.sqrt(self.sampling**2 + self.ordinary_movement**2)
+
+    @property
+    def score(self) -> float | None:
+        """Observed / expected movement (≈1 noise, ≫1 something else moves the curve)."""
+        if self.observed is None or self.expected <= 0:
+            return None
+        return self.observed / self.expected
+
+    @property
+    def movement_beyond(self) -> bool:
+        """The curve moves throughout by more than sampling plus the practical floor."""
+        m = self.movement
+        return m is not None and m.p_value is not None and m.p_value < MOVEMENT_ALPHA
+
+    @property
+    def glitch_significant(self) -> bool:
+        tests = (self.glitch, self.glitch_at_floor)
+        return any(g is not None and g.p_value < ALPHA for g in tests)
+
+    @property
+    def glitch_beyond(self) -> bool:
+        """One epoch lies beyond both neighbours significantly and by the practical floor."""
+        return (
+            self.glitch_significant
+            and self.largest_excess is not None
+            and self.largest_excess >= PRACTICAL_FLOOR
+        )
+
+    @property
+    def largest_excess(self) -> float | None:
+        g = self.glitch or self.glitch_at_floor
+        return None if g is None else g.size
+
+    @property
+    def glitch_epoch(self) -> int | None:
+        g = self.glitch or self.glitch_at_floor
+        return None if g is None else int(self.epoch_numbers[g.epoch_index])
 
     @property
     def beyond_band(self) -> bool:
-        return self.dispersion_rejects or self.glitch_rejects
+        return self.movement_beyond or self.glitch_beyond
 
     @property
     def loss_band(self) -> float | None:
@@ -158,7 +204,6 @@ def _record_curve(record: ValidationRecord, history: pd.DataFrame) -> dict:
     m, n = int(np.median(scored[keep])) if keep.any() else 0, record.images
     factor = 1.0 if fixed else math.sqrt(max(n - m, 0) / max(n - 1, 1))
     loss_se = factor * record.loss_sd()[keep] / np.sqrt(scored[keep])
-    correct = record.correct[keep]
     return {
         "epoch_numbers": history["epoch"].to_numpy()[keep],
         "accuracy": record.accuracy()[keep],
@@ -167,8 +212,7 @@ def _record_curve(record: ValidationRecord, history: pd.DataFrame) -> dict:
         "validation_images": n,
         "fixed_set": fixed,
         "factor": factor,
-        "churn": churn(correct),
-        "paired": paired_glitch(correct) if fixed else None,
+        "churn": churn(record.correct[keep]),
         "loss_se": float(np.nanmedian(loss_se)) if np.isfinite(loss_se).any() else None,
         "loss_se_source": "record",
         "loss": record.mean_loss()[keep],
@@ -201,7 +245,6 @@ def _history_curve(
         "fixed_set": fixed,
         "factor": factor,
         "churn": None,
-        "paired": None,
         "loss_se": loss_se,
         "loss_se_source": None if loss_se is None else "final model",
         "loss": finite_column(history, "val_loss"),
@@ -213,8 +256,13 @@ def estimate_noise(
     settings: RunSettings,
     predictions: pd.DataFrame | None,
     record: ValidationRecord | None = None,
+    replicate_curves: tuple[np.ndarray, ...] = (),
 ) -> NoiseEstimate | Skipped:
-    """The curve's per-epoch standard errors and tests; Skipped when it cannot be judged."""
+    """The curve's noise model and tests; Skipped when it cannot be judged.
+
+    `replicate_curves`: val_accuracy per epoch of the run's other seed replicates (same
+    settings, other seeds), pooled into the estimate of ordinary training movement.
+    """
     if record is not None:
         curve = _record_curve(record, history)
     else:
@@ -231,20 +279,32 @@ def estimate_noise(
             reason = "the number of validation images scored per epoch is unknown"
         return Skipped(SAMPLING_NOISE, reason)
     accuracy = curve["accuracy"]
-    se = binomial_se(accuracy, curve["scored"], curve["factor"])
-    unpaired = neighbour_glitch(accuracy, se)
+    sampling_se = (
+        np.zeros(epochs)
+        if curve["fixed_set"]
+        else binomial_se(accuracy, curve["scored"], curve["factor"])
+    )
+    sampling = float(np.sqrt(np.mean(sampling_se**2)))
+    replicates = tuple(
+        c for c in (np.asarray(c, float) for c in replicate_curves) if np.isfinite(c).all()
+    )
+    allowed = math.sqrt(sampling**2 + PRACTICAL_FLOOR**2)
     return NoiseEstimate(
         epochs=epochs,
         epoch_numbers=curve["epoch_numbers"],
         accuracy=accuracy,
-        accuracy_se=se,
+        sampling_se=sampling_se,
         images_scored=curve["images_scored"],
         validation_images=curve["validation_images"],
         fixed_set=curve["fixed_set"],
         finite_population_factor=curve["factor"],
         from_record=record is not None,
-        dispersion=trend_dispersion(accuracy, se),
-        glitch=curve["paired"] or unpaired,
+        replicates=len(replicates),
+        movement=movement_test(accuracy, allowed),
+        own_movement=movement_scale(accuracy),
+        glitch=glitch_test(accuracy, sampling, replicates=replicates),
+        glitch_at_floor=glitch_test(accuracy, known_scale=allowed),
+        observed=observed_movement(accuracy),
         churn=curve["churn"],
         loss_se=curve["loss_se"],
         loss_se_source=curve["loss_se_source"],

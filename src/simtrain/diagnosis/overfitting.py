@@ -15,6 +15,7 @@ import pandas as pd
 from scipy.stats import binomtest
 
 from simtrain.diagnosis.findings import Finding, RunSettings, Skipped
+from simtrain.diagnosis.noise import PRACTICAL_FLOOR
 from simtrain.diagnosis.validation_record import ValidationRecord
 
 # Overfitting: after the (3-epoch smoothed) minimum, val_loss exceeds it by more than 3 noise
@@ -86,6 +87,8 @@ def _accuracy_change(
         fell = final < at_best and p_value < PAIRED_DROP_ALPHA
     else:
         fell = final < at_best - ACCURACY_DROP_SIGMAS * accuracy_se
+    # On thousands of images a fall of a point is significant, yet no reason to stop earlier.
+    fell = fell and at_best - final >= PRACTICAL_FLOOR
     return at_best, final, fell, p_value
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ import pandas as pd
 
 from simtrain.diagnosis.diagnostics import Diagnostics, diagnose
 from simtrain.diagnosis.history import read_history
+from simtrain.diagnosis.noise import MOVEMENT_ALPHA
 from simtrain.diagnosis.validation_record import load_validation_record
 from simtrain.training.tables import read_predictions
 
@@ -21,6 +22,30 @@ def _augmented(augmentation: Mapping[str, Any]) -> bool:
     """Whether the run's augmentation warps or flips anything (RandomAffine.is_identity)."""
     keys = ("shear", "zoom", "horizontal_flip")
     return any(bool(augmentation.get(key)) for key in keys)
+
+
+def _replicate_curves(replicate_dirs: Sequence[str | os.PathLike]) -> tuple[np.ndarray, ...]:
+    """val_accuracy per epoch of the run's other seed replicates."""
+    curves = []
+    for directory in replicate_dirs:
+        history = read_history(Path(directory) / "history.tsv")
+        values = pd.to_numeric(history.get("val_accuracy"), errors="coerce").to_numpy(float)
+        curves.append(values[np.isfinite(values)])
+    return tuple(curves)
+
+
+def evidence_epochs(result: Diagnostics, epochs: int) -> list[int]:
+    """The epochs whose model evidence can attribute the curve's movement: every epoch when it
+    moves beyond its noise throughout, the glitch and its neighbours for one epoch."""
+    fluctuation = result.fluctuation or {}
+    if not fluctuation.get("beyond_noise"):
+        return []
+    noise = next(f for f in result.findings if f.code == "VALIDATION_SAMPLING_NOISE")
+    movement_p = noise.evidence.get("movement_p")
+    if movement_p is not None and movement_p < MOVEMENT_ALPHA:
+        return list(range(1, epochs + 1))
+    glitch = noise.evidence.get("glitch_epoch")
+    return [] if glitch is None else [e for e in (glitch - 1, glitch, glitch + 1) if e >= 1]
 
 
 def diagnose_run_dir(
@@ -33,9 +58,16 @@ def diagnose_run_dir(
     json_path: str | os.PathLike,
     markdown_path: str | os.PathLike,
     search_path: str | os.PathLike | None = None,
+    replicate_dirs: Sequence[str | os.PathLike] = (),
 ) -> Diagnostics:
-    """Diagnose results/runs/{run}/ and write diagnostics.json/.md; `search_path` is where a
-    plug-in model's module imports from (its classes are needed to load the model)."""
+    """Diagnose results/runs/{run}/seed-{k}/ and write diagnostics.json/.md; `search_path` is
+    where a plug-in model's module imports from (its classes are needed to load the model);
+    `replicate_dirs` are the run's other seed replicates (their curves join the estimate of
+    ordinary training movement).
+
+    When the curve moves beyond its noise and training kept each epoch's weights, the model
+    evidence is repeated at the epochs concerned, so a cause is named where the jumps are.
+    """
     run_dir, train_dir = Path(run_dir), Path(train_dir)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     classes = json.loads((train_dir / "classes.json").read_text())
@@ -44,12 +76,13 @@ def diagnose_run_dir(
     batches = run_dir / "batches.tsv"
     record = run_dir / "validation_record.npz"
     model = run_dir / "model.keras"
-    evidence = None
+    evidence, objects = None, None
     if model.exists():
         # Imported here: the baseline's diagnosis needs no deep-learning framework.
         from simtrain.diagnosis.model_evidence import batchnorm_evidence
         from simtrain.training.models import custom_objects
 
+        objects = custom_objects(settings["model"], search_path)
         evidence = batchnorm_evidence(
             model,
             train_dir,
@@ -57,11 +90,11 @@ def diagnose_run_dir(
             batch_size=settings["batch_size"],
             seed=settings["seed"],
             train_images=settings["train_images"],
-            custom_objects=custom_objects(settings["model"], search_path),
+            custom_objects=objects,
         )
     is_baseline = settings["model"] == "baseline"
-    result = diagnose(
-        read_history(run_dir / "history.tsv"),
+    history = read_history(run_dir / "history.tsv")
+    inputs = dict(
         run=run,
         train_images=metrics["train_images"],
         validation_images=metrics["validation_images"],
@@ -78,6 +111,25 @@ def diagnose_run_dir(
         validation_record=load_validation_record(record) if record.exists() else None,
         augmentation=None if is_baseline else _augmented(settings.get("augmentation") or {}),
         epochs=None if is_baseline else settings["epochs"],
+        replicate_curves=_replicate_curves(replicate_dirs),
     )
+    result = diagnose(history, **inputs)
+    wanted = evidence_epochs(result, len(history)) if evidence is not None else []
+    if wanted:
+        from simtrain.diagnosis.model_evidence import epoch_evidence
+
+        per_epoch = epoch_evidence(
+            model,
+            run_dir,
+            train_dir,
+            validation_dir,
+            epochs=wanted,
+            batch_size=settings["batch_size"],
+            seed=settings["seed"],
+            train_images=settings["train_images"],
+            custom_objects=objects,
+        )
+        if per_epoch is not None:
+            result = diagnose(history, **inputs, epoch_evidence=per_epoch)
     result.write(json_path, markdown_path)
     return result

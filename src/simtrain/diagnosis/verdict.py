@@ -1,88 +1,126 @@
-"""The verdict on a validation curve: VALIDATION_SAMPLING_NOISE (within or beyond its noise) and
-STABLE. The statistics are in `noise` and `curve_tests`; this module turns them into words,
-names the causes found and always lists the checks that could not run."""
+"""The verdict on a validation curve in words: VALIDATION_SAMPLING_NOISE (the noise model and
+where the movement comes from), UNEXPLAINED_FLUCTUATION (beyond noise, no cause found) and
+STABLE. The statistics are in `noise`, `curve_tests` and `attribution`."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from simtrain.diagnosis.curve_tests import MIN_EPOCHS_FOR_DISPERSION
+from simtrain.diagnosis.attribution import UNEXPLAINED, Decomposition
+from simtrain.diagnosis.curve_tests import MIN_EPOCHS_FOR_MOVEMENT
 from simtrain.diagnosis.findings import Finding, RunSettings, Skipped
-from simtrain.diagnosis.noise import ALPHA, SAMPLING_NOISE, NoiseEstimate
+from simtrain.diagnosis.noise import (
+    ALPHA,
+    MOVEMENT_ALPHA,
+    PRACTICAL_FLOOR,
+    SAMPLING_NOISE,
+    NoiseEstimate,
+)
 
 
 def _p(value: float) -> str:
-    return "p<1e-6" if value < 1e-6 else f"p={value:.2g}"
+    return "p<1e-4" if value < 1e-4 else f"p={value:.2g}"
+
+
+def _points(value: float) -> str:
+    return f"{100 * value:.1f} points"
 
 
 def _set_sentence(noise: NoiseEstimate) -> str:
-    m, n, se = noise.images_scored, noise.validation_images, float(noise.accuracy_se.mean())
+    m, n = noise.images_scored, noise.validation_images
     if noise.fixed_set:
         text = (
-            f"Every epoch scored the same {m} validation images, so consecutive epochs differ "
-            f"only because the model changed, not because of sampling. "
+            f"Every epoch scored the same {m} validation images: no sampling noise between "
+            f"epochs, so the curve moves only because the model changed. "
         )
         if noise.churn is not None and noise.churn.fractions.size:
             c = noise.churn
             pair = c.largest
             first, second = noise.epoch_numbers[pair], noise.epoch_numbers[pair + 1]
             text += (
-                f"The validation record measures that change: between consecutive epochs a "
-                f"median {float(np.median(c.fractions)):.1%} of the images "
-                f"flipped between right and wrong, most between epochs {first} and {second} "
-                f"({c.fractions[pair]:.1%}: {c.right_to_wrong[pair]} right→wrong, "
-                f"{c.wrong_to_right[pair]} wrong→right, exact McNemar {_p(c.mcnemar_p(pair))}). "
+                f"Between consecutive epochs a median {float(np.median(c.fractions)):.1%} of "
+                f"the images flipped between right and wrong, most between epochs {first} and "
+                f"{second} ({c.fractions[pair]:.1%}: {c.right_to_wrong[pair]} right→wrong, "
+                f"{c.wrong_to_right[pair]} wrong→right). "
             )
-        return text + (
-            f"As a yardstick for that change the tests use the binomial standard error of a "
-            f"freshly drawn set of {m} images (±{se:.3g}), which a fixed set exceeds only when "
-            f"the model jumps: a conservative assumption."
-        )
+        return text
     return (
         f"Each epoch scored a different random {m} of the {n} validation images (shuffled "
-        f"partial validation), so the curve carries sampling noise: a binomial standard error "
-        f"times the finite-population factor √((N−m)/(N−1)) = "
-        f"{noise.finite_population_factor:.3f}, ±{se:.3g} on average."
+        f"partial validation): a sampling error of ±{_points(noise.sampling)} per epoch "
+        f"(binomial times the finite-population factor √((N−m)/(N−1)) = "
+        f"{noise.finite_population_factor:.3f}). "
     )
+
+
+def _movement_sentence(noise: NoiseEstimate) -> str:
+    movement = noise.training_movement
+    if movement is None:
+        return (
+            f"With {noise.epochs} epochs the run's own movement cannot be estimated; up to "
+            f"{_points(PRACTICAL_FLOOR)} per epoch (the practical floor) counts as ordinary. "
+        )
+    source = "its curve" + (
+        f" and those of {noise.replicates} seed replicate(s)" if noise.replicates else ""
+    )
+    text = (
+        f"Ordinary training movement, from {source} (second differences, the most extreme "
+        f"epoch left out): ±{_points(movement)} per epoch"
+    )
+    if movement > PRACTICAL_FLOOR:
+        text += f", more than the {_points(PRACTICAL_FLOOR)} accepted as ordinary"
+    return text + ". "
 
 
 def _tests_sentence(noise: NoiseEstimate) -> str:
     parts = []
-    d = noise.dispersion
-    if d is not None and d.p_value is not None:
+    m = noise.movement
+    if m is not None and m.p_value is not None:
         parts.append(
-            f"around a fitted learning trend (a + b·exp(−t/τ) + c·t) val_accuracy moves "
-            f"{d.ratio:.2g}× its standard error (χ²={d.chi_squared:.3g} on "
-            f"{d.degrees_of_freedom} degrees of freedom, {_p(d.p_value)})"
+            f"the curve moves ±{_points(m.scale)} per epoch against ±{_points(m.allowed)} "
+            f"allowed (sampling plus the floor; {_p(m.p_value)})"
         )
     else:
         parts.append(
-            f"the dispersion test did not run: {noise.epochs} epochs, fewer than "
-            f"{MIN_EPOCHS_FOR_DISPERSION} (4 trend parameters leave too few degrees of freedom)"
+            f"the movement test did not run ({noise.epochs} epochs, fewer than "
+            f"{MIN_EPOCHS_FOR_MOVEMENT})"
         )
-    g = noise.glitch
+    g = noise.glitch or noise.glitch_at_floor
     if g is not None:
-        epoch = noise.epoch_numbers[g.epoch_index]
+        epoch = noise.glitch_epoch
         where = "below" if g.kind == "dip" else "above"
-        text = f"the most extreme single epoch is {epoch}, {where} both neighbours"
-        if g.method == "paired":
-            text += (
-                f" ({g.right_then_wrong_then_right} images right at epochs {epoch - 1} and "
-                f"{epoch + 1} but wrong at {epoch}, {g.wrong_then_right_then_wrong} the reverse; "
-                f"exact paired test"
-            )
-        else:
-            text += f" by {g.size:.3g} (against the noise of three epochs"
-        text += f", {_p(g.p_adjusted)} after Bonferroni over {g.tested} epochs)"
-        parts.append(text)
-    return "Tests at α=" + f"{ALPHA:g}: " + "; ".join(parts) + "."
+        text = f"the most extreme epoch is {epoch}, {_points(g.size)} {where} both neighbours"
+        tests = []
+        if noise.glitch is not None:
+            tests.append(f"{_p(noise.glitch.p_value)} against the run's own movement")
+        if noise.glitch_at_floor is not None:
+            tests.append(f"{_p(noise.glitch_at_floor.p_value)} against the largest ordinary one")
+        parts.append(text + f" ({', '.join(tests)}; the most extreme of {g.tested} epochs)")
+    return (
+        f"Tests (movement at α={MOVEMENT_ALPHA:g}, glitches at α={ALPHA:g}): "
+        + "; ".join(parts)
+        + "."
+    )
 
 
-def check_sampling_noise(
-    noise: NoiseEstimate, settings: RunSettings, causes: list[str], unchecked: list[str]
-) -> Finding:
-    """Within or beyond its noise; names the `causes` found and always the checks `unchecked`."""
-    beyond = noise.beyond_band
+def _decomposition_sentence(decomposition: Decomposition) -> str:
+    shares = [
+        ("validation sampling", decomposition.sampling),
+        ("ordinary training movement", decomposition.training),
+        ("the rest", decomposition.rest),
+    ]
+    text = "Of the curve's variance around its trend, " + ", ".join(
+        f"{name} is {decomposition.share(part) or 0:.0%}" for name, part in shares
+    )
+    claims = [
+        f"{code} claims {decomposition.share(part) or 0:.0%}"
+        for code, part in decomposition.claims.items()
+    ]
+    if decomposition.sampling_claimed_by:
+        claims.insert(0, f"{decomposition.sampling_claimed_by} explains the sampling share")
+    return text + (f"; {'; '.join(claims)}" if claims else "") + "."
+
+
+def evidence_of(noise: NoiseEstimate, decomposition: Decomposition) -> dict:
     evidence: dict = {
         "validation_images_scored_per_epoch": noise.images_scored,
         "validation_images": noise.validation_images,
@@ -90,26 +128,48 @@ def check_sampling_noise(
         "finite_population_factor": noise.finite_population_factor,
         "epochs": noise.epochs,
         "alpha": ALPHA,
+        "movement_alpha": MOVEMENT_ALPHA,
+        "practical_floor": PRACTICAL_FLOOR,
         "fluctuation_score": noise.score,
-        "val_accuracy_standard_error": float(noise.accuracy_se.mean()),
+        "val_accuracy_standard_error": noise.sampling,
+        "training_movement": noise.training_movement,
+        "replicates_pooled": noise.replicates,
+        "observed_movement": noise.observed,
         "val_loss_standard_error": noise.loss_se,
-        # The names the curve plots read (reporting.artifacts.noise_band): the same values.
-        "val_accuracy_expected_noise": float(noise.accuracy_se.mean()),
+        # The names the curve plots read (reporting.artifacts.noise_band).
+        "val_accuracy_expected_noise": noise.expected,
         "val_loss_expected_noise": noise.loss_se,
+        "beyond_noise": decomposition.beyond_noise,
     }
-    evidence["dispersion_p"] = None  # not run below MIN_EPOCHS_FOR_DISPERSION
-    if noise.dispersion is not None:
-        evidence["dispersion_chi_squared"] = noise.dispersion.chi_squared
-        evidence["dispersion_degrees_of_freedom"] = noise.dispersion.degrees_of_freedom
-        evidence["dispersion_p"] = noise.dispersion.p_value
-    if noise.glitch is not None:
-        evidence["glitch_epoch"] = int(noise.epoch_numbers[noise.glitch.epoch_index])
-        evidence["glitch_size"] = noise.glitch.size
-        evidence["glitch_p_adjusted"] = noise.glitch.p_adjusted
-        evidence["glitch_test_paired"] = noise.glitch.method == "paired"
+    if noise.movement is not None:
+        evidence["movement_sd"] = noise.movement.scale
+        evidence["movement_allowed"] = noise.movement.allowed
+        evidence["movement_p"] = noise.movement.p_value
+    g = noise.glitch or noise.glitch_at_floor
+    if g is not None:
+        evidence["glitch_epoch"] = noise.glitch_epoch
+        evidence["glitch_size"] = g.size
+        evidence["glitch_p_adjusted"] = noise.glitch.p_value if noise.glitch else None
+        evidence["glitch_p_at_floor"] = (
+            noise.glitch_at_floor.p_value if noise.glitch_at_floor else None
+        )
+        evidence["glitch_beyond"] = noise.glitch_beyond
     if noise.churn is not None and noise.churn.fractions.size:
         evidence["churn_largest"] = float(noise.churn.fractions.max())
         evidence["churn_largest_mcnemar_p"] = noise.churn.mcnemar_p(noise.churn.largest)
+    for name in ("total", "sampling", "training", "rest"):
+        evidence[f"share_{name}"] = decomposition.share(getattr(decomposition, name))
+    return evidence
+
+
+def check_sampling_noise(
+    noise: NoiseEstimate,
+    decomposition: Decomposition,
+    settings: RunSettings,
+    unchecked: list[str],
+) -> Finding:
+    """The noise model of the curve, its tests and where its movement comes from (info)."""
+    beyond = decomposition.beyond_noise
     loss_text = ""
     if noise.loss_se is not None:
         source = (
@@ -117,45 +177,89 @@ def check_sampling_noise(
             if noise.loss_se_source == "record"
             else "the final model's per-image losses (no validation record)"
         )
-        loss_text = f" val_loss has a standard error of ±{noise.loss_se:.3g} from {source}."
-    metric = (
-        " val_accuracy drives the verdict: its standard error follows from the number of images "
-        "scored alone, while val_loss is dominated by a few confidently wrong images." + loss_text
-    )
-    not_run = f" Checks that could not run: {', '.join(unchecked)}." if unchecked else ""
-    if not beyond:
-        verdict = " Neither test finds more movement than that noise: the curve is " + (
-            "the model's ordinary epoch-to-epoch change."
-            if noise.fixed_set
-            else "what sampling that many images produces."
+        loss_text = (
+            f" val_loss (±{noise.loss_se:.3g} from {source}) is not used: a few confidently "
+            "wrong images dominate it."
         )
+    not_run = f" Checks that could not run: {', '.join(unchecked)}." if unchecked else ""
+    if beyond:
+        cause = decomposition.cause
+        verdict = (
+            f" The curve moves beyond its noise: {cause} is the cause (see it)."
+            if cause != UNEXPLAINED
+            else f" The curve moves beyond its noise and no check explains why ({UNEXPLAINED})."
+        )
+        fix = "see the cause named above"
+    else:
+        movers = "ordinary training" if noise.fixed_set else "sampling and ordinary training"
+        verdict = f" Within its noise: the curve moves as {movers} make it move."
+        significant = noise.glitch_significant and not noise.glitch_beyond
+        if significant:
+            verdict += (
+                f" (Epoch {noise.glitch_epoch}'s excess is statistically clear but below the "
+                f"practical floor of {_points(PRACTICAL_FLOOR)}.)"
+            )
         fix = "nothing must change"
         if not noise.fixed_set and settings.validation_steps is not None:
             fix += (
                 f"; to remove the sampling noise, set {settings.key('validation_steps')}: null "
                 f"so every epoch scores all {noise.validation_images} images"
             )
-    else:
-        verdict = " The curve moves more than its noise: the model itself jumps between epochs; "
-        verdict += (
-            f"see {', '.join(causes)} for why." if causes else "no check that ran explains why."
-        )
-        fix = (
-            "remove the causes named above"
-            if causes
-            else (
-                f"lower {settings.key('learning_rate')} or raise {settings.key('batch_size')} "
-                f"(now {settings.batch_size}); compare with a run that recomputes BatchNorm "
-                f"statistics without augmentation"
-            )
-        )
     return Finding(
         SAMPLING_NOISE,
-        "warning" if beyond else "info",
-        f"Validation curve fluctuates {'beyond' if beyond else 'within'} its noise",
-        evidence,
-        _set_sentence(noise) + " " + _tests_sentence(noise) + verdict + metric + not_run,
+        "info",
+        f"Validation curve moves {'beyond' if beyond else 'within'} its noise "
+        "(validation sampling and ordinary training movement)",
+        evidence_of(noise, decomposition),
+        _set_sentence(noise)
+        + _movement_sentence(noise)
+        + _tests_sentence(noise)
+        + " "
+        + _decomposition_sentence(decomposition)
+        + verdict
+        + loss_text
+        + not_run,
         fix,
+    )
+
+
+def check_unexplained(
+    noise: NoiseEstimate, decomposition: Decomposition, settings: RunSettings
+) -> Finding | None:
+    """UNEXPLAINED_FLUCTUATION: beyond noise, and no check with evidence claims it."""
+    if decomposition.cause != UNEXPLAINED:
+        return None
+    where = (
+        f"epoch {decomposition.glitch_epoch} lies beyond both neighbours"
+        if decomposition.glitch_epoch is not None and not noise.movement_beyond
+        else "the curve moves beyond its noise throughout"
+    )
+    basis = {
+        "per epoch": "precise BatchNorm statistics at those epochs do not remove it",
+        "final model only": "BatchNorm evidence exists for the final model only (per-epoch "
+        "weights were not kept), which cannot say what moved earlier epochs",
+        "none": "there is no model evidence (no BatchNorm layers, no model, or no weights)",
+    }[decomposition.evidence]
+    lr = settings.learning_rate
+    change = {"learning_rate": float(f"{lr / 3:.2g}")} if lr else None
+    return Finding(
+        UNEXPLAINED,
+        "warning",
+        "Validation curve fluctuates beyond its noise; no check explains why",
+        {
+            "fluctuation_score": noise.score,
+            "glitch_epoch": decomposition.glitch_epoch,
+            "share_unexplained": decomposition.share(decomposition.unexplained),
+        },
+        f"{where[0].upper()}{where[1:]}, beyond validation sampling and ordinary training "
+        f"movement; {basis}, and no batch-loss spikes were found. The model itself changes "
+        f"more between epochs than training at this setting ordinarily moves it.",
+        f"lower {settings.key('learning_rate')}"
+        + (f" (now {lr:g})" if lr else "")
+        + f" or raise {settings.key('batch_size')} (now {settings.batch_size}); pick the "
+        "model by a robust measure (precise-BN accuracy, or the mean of the last epochs) "
+        "rather than the last epoch",
+        change,
     )
 
 
@@ -165,14 +269,15 @@ def check_stable(
     if any(finding.severity != "info" for finding in findings):
         return None
     if noise is None or noise.score is None:
-        return Skipped("STABLE", "no validation curve with a known standard error to judge")
+        return Skipped("STABLE", "no validation curve with a noise model to judge")
     not_run = f" Checks that could not run: {', '.join(unchecked)}." if unchecked else ""
     return Finding(
         "STABLE",
         "info",
         "Learning curve is stable",
         {"fluctuation_score": noise.score, "epochs": noise.epochs},
-        f"No check found a problem, and the validation curve moves {noise.score:.2f}× its "
-        f"standard error, which the tests at α={ALPHA:g} accept as noise.{not_run}",
+        f"No check found a problem, and the validation curve moves {noise.score:.2f}× what "
+        f"validation sampling and ordinary training movement explain, which the tests at "
+        f"the tests accept as noise.{not_run}",
         "nothing to change",
     )

@@ -112,16 +112,39 @@ def compare_groups(
     return compare_accuracy(correct_a[rows_a], correct_b[rows_b], paired=True)
 
 
-def main_finding(diagnostics: dict | None) -> str:
-    """Code of the most severe finding; STABLE wins among info-only findings; '' if none."""
-    findings = (diagnostics or {}).get("findings") or []
+def _ranked_main(diagnostics: dict | None) -> tuple[int, str]:
+    """(severity rank, code) of a run's main finding: the cause of a validation curve that
+    moves beyond its noise (or UNEXPLAINED_FLUCTUATION), else the most severe finding,
+    STABLE first among info-only ones; (0, '') if none."""
+    diagnostics = diagnostics or {}
+    findings = diagnostics.get("findings") or []
+    severity = {f["code"]: SEVERITY_RANK.get(f.get("severity"), 0) for f in findings}
+    fluctuation = diagnostics.get("fluctuation") or {}
+    cause = fluctuation.get("cause")
+    if fluctuation.get("beyond_noise") and cause:
+        return max(severity.get(cause, 1), 1), cause
     if not findings:
-        return ""
+        return 0, ""
     ranked = [
         (SEVERITY_RANK.get(f.get("severity"), 0), f.get("code") == "STABLE", -i, f["code"])
         for i, f in enumerate(findings)
     ]
-    return max(ranked)[3]
+    best = max(ranked)
+    return best[0], best[3]
+
+
+def main_finding(diagnostics: dict | None) -> str:
+    """Code of a run's main finding (see `_ranked_main`); '' if none."""
+    return _ranked_main(diagnostics)[1]
+
+
+def group_main_finding(diagnostics: Sequence[dict | None]) -> str:
+    """The main finding of a run's replicates: the most severe of their main findings, the most
+    frequent of equals, then the earliest replicate's."""
+    mains = [_ranked_main(d) for d in diagnostics]
+    counts = {code: sum(c == code for _, c in mains) for _, code in mains}
+    ranked = [(rank, counts[code], -i, code) for i, (rank, code) in enumerate(mains) if code]
+    return max(ranked)[3] if ranked else ""
 
 
 def _number(value: object) -> float:
@@ -179,8 +202,7 @@ def summarise_group(group: Sequence[RunResult], correct: np.ndarray | None) -> d
         values = [r[column] for r in rows if not math.isnan(r[column])]
         row[column] = float(np.mean(values)) if values else math.nan
     row["training_seconds"] = float(np.mean([r["training_seconds"] for r in rows]))
-    findings = [f for r in group for f in (r.diagnostics or {}).get("findings") or []]
-    row["main_finding"] = main_finding({"findings": findings})
+    row["main_finding"] = group_main_finding([r.diagnostics for r in group])
     row["under_trained"] = "yes" if any(r["under_trained"] for r in rows) else ""
     row["seeds"] = len(group)
     row["training_variance"] = "measured" if len(group) > 1 else "unknown"

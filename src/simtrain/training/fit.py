@@ -22,6 +22,7 @@ from simtrain.data.arrays import PackedSplit, stratified_subset
 from simtrain.training import backend
 from simtrain.training.batches import EpochSync, PackedBatches
 from simtrain.training.callbacks import early_stopping_summary, option_callbacks, stopped_early
+from simtrain.training.epoch_weights import publish_epoch_weights
 from simtrain.training.models import build_model, custom_objects
 from simtrain.training.optimization import compile_model
 from simtrain.training.options import training_options
@@ -249,5 +250,6 @@ def train_run(
         metrics=metrics,
         resolved_config=resolved_config,
     )
+    publish_epoch_weights(backup, out_dir)
     shutil.rmtree(backup)
     return metrics

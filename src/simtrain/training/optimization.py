@@ -8,6 +8,7 @@ import keras
 
 from simtrain.training.models import make_optimizer
 from simtrain.training.options import TrainingOptions
+from simtrain.training.precise_bn import batchnorm_layers
 from simtrain.training.schedules import Schedule
 
 
@@ -15,17 +16,6 @@ def make_loss(label_smoothing: float) -> keras.losses.Loss:
     """Categorical cross-entropy, against targets smoothed towards uniform by
     `label_smoothing` (training only: simtrain scores validation with the plain one)."""
     return keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
-
-
-def batchnorm_layers(model: keras.Model) -> list[keras.layers.BatchNormalization]:
-    """Every BatchNormalization layer, also inside nested models."""
-    found = []
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            found.append(layer)
-        elif isinstance(layer, keras.Model):
-            found.extend(batchnorm_layers(layer))
-    return found
 
 
 def compile_model(

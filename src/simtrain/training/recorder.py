@@ -18,6 +18,7 @@ from simtrain.common.failpoints import failpoint
 from simtrain.common.files import atomic_path, recover_directory
 from simtrain.training.batches import PackedBatches
 from simtrain.training.callbacks import save_callback_states
+from simtrain.training.epoch_weights import carry_epoch_weights
 from simtrain.training.options import CHECKPOINT_MONITORS, MONITORS
 from simtrain.training.schedules import Schedule, last_step_rate
 from simtrain.training.tables import per_image_scores
@@ -167,6 +168,8 @@ class Recorder(keras.callbacks.Callback):
         with atomic_path(self.backup) as tmp:
             tmp.mkdir()
             self.model.save(tmp / "model.keras")
+            epoch = len(self.state["history"])
+            carry_epoch_weights(self.model, self.backup, tmp, epoch, self.params.get("epochs"))
             if improved:
                 self.model.save(tmp / "best.keras")
             else:

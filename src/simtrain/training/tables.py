@@ -39,11 +39,15 @@ def table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> pd.DataF
 def per_image_scores(
     probabilities: np.ndarray, labels: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(cross-entropy loss, right or wrong) of each image, from the model's probabilities."""
+    """(cross-entropy loss, right or wrong) of each image, from the model's probabilities.
+
+    A diverged model's NaN probabilities score as wrong at the clipped loss -log(1e-7), so
+    the run stays diagnosable (its training loss says it diverged)."""
     probabilities = np.asarray(probabilities, dtype=np.float64)
-    true_p = probabilities[np.arange(len(labels)), labels]
+    valid = np.isfinite(probabilities).all(axis=1)
+    true_p = np.where(valid, probabilities[np.arange(len(labels)), labels], 0.0)
     loss = -np.log(np.clip(true_p, _EPSILON, 1.0))
-    return loss, probabilities.argmax(axis=1) == labels
+    return loss, valid & (probabilities.argmax(axis=1) == labels)
 
 
 def predictions_table(
@@ -56,12 +60,14 @@ def predictions_table(
             f"expected probabilities of shape {(len(labels), len(classes))}, "
             f"got {probabilities.shape}"
         )
-    names = np.asarray(classes)
+    names = np.asarray(classes, dtype=object)
+    # A diverged model's NaN probabilities predict nothing (an empty class name).
+    valid = np.isfinite(probabilities).all(axis=1)
     frame = pd.DataFrame(
         {
             "index": np.arange(len(labels)),
             "true": names[labels],
-            "predicted": names[probabilities.argmax(axis=1)],
+            "predicted": np.where(valid, names[probabilities.argmax(axis=1)], ""),
             "loss": per_image_scores(probabilities, labels)[0],
         }
     )

@@ -1,0 +1,130 @@
+"""Scoring the real-run diagnosis benchmark: diagnose every trained run, tabulate the rates.
+
+Works with the current library and with an older checkout's (PYTHONPATH=<checkout>/src),
+whose diagnostics have no `fluctuation` decomposition: then the main finding is the most
+severe one, as the comparison named it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+from diagnosis_real_runs import ARITHMETIC, INFERRED, SCENARIOS
+
+SEVERITY = {"info": 0, "warning": 1, "critical": 2}
+
+
+def main_cause(diagnostics: dict) -> str:
+    """The curve's fluctuation cause when it moves beyond noise, else the most severe finding
+    (the first of equals)."""
+    fluctuation = diagnostics.get("fluctuation")
+    if fluctuation and fluctuation.get("beyond_noise") and fluctuation.get("cause"):
+        return fluctuation["cause"]
+    findings = [f for f in diagnostics["findings"] if f["severity"] != "info"]
+    if not findings:
+        return ""
+    return max(findings, key=lambda f: (SEVERITY[f["severity"]], -findings.index(f)))["code"]
+
+
+def named_epoch(diagnostics: dict) -> int | None:
+    fluctuation = diagnostics.get("fluctuation")
+    if fluctuation is not None:
+        return fluctuation.get("glitch_epoch")
+    for finding in diagnostics["findings"]:
+        if finding["code"] == "VALIDATION_SAMPLING_NOISE" and finding["severity"] != "info":
+            return finding["evidence"].get("glitch_epoch")
+    return None
+
+
+def diagnose_all(out: Path, label: str) -> pd.DataFrame:
+    """Diagnose every trained run under `out` with the importable library; one row per run."""
+    from simtrain.diagnosis.run_dir import diagnose_run_dir
+
+    rows = []
+    for info_path in sorted(out.glob("*/seed-*/scenario.json")):
+        work = info_path.parent
+        info = json.loads(info_path.read_text())
+        target = work / f"diagnostics-{label}.json"
+        if not target.exists():
+            diagnose_run_dir(
+                work / "run",
+                run="scenario",
+                settings=info["settings"],
+                train_dir=work / "packed" / "train",
+                validation_dir=work / "packed" / "validation",
+                json_path=target,
+                markdown_path=work / f"diagnostics-{label}.md",
+                search_path=Path(__file__).parent,
+            )
+        diagnostics = json.loads(target.read_text())
+        flagged = sorted({f["code"] for f in diagnostics["findings"] if f["severity"] != "info"})
+        rows.append(
+            {
+                "scenario": info["scenario"],
+                "seed": info["seed"],
+                "symptom": info["symptom"]["present"],
+                "flagged": flagged,
+                "main": main_cause(diagnostics),
+                "epoch_named": named_epoch(diagnostics) == info["glitch_epoch"]
+                if info["glitch_epoch"]
+                else None,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def score(runs: pd.DataFrame, rate, rate_text) -> dict[str, pd.DataFrame]:
+    """Per scenario: inferred causes, config arithmetic and clean runs, rates with intervals."""
+    tables: dict[str, list] = {"inferred": [], "arithmetic": [], "clean": []}
+    summary: dict[str, dict] = {}
+    for scenario in SCENARIOS:
+        group = runs[runs["scenario"] == scenario.name]
+        if group.empty:
+            continue
+        present = group[group["symptom"]]
+        expected = set(scenario.expected)
+        row = {
+            "scenario": scenario.name,
+            "expected": ", ".join(scenario.expected) or "none",
+            "symptom present": f"{len(present)}/{len(group)}",
+        }
+        if scenario.kind == "clean":
+            warned = int(present["flagged"].map(bool).sum())
+            summary[scenario.name] = {"WARNING": rate(warned, len(present))}
+            row["WARNING"] = rate_text(summary[scenario.name]["WARNING"])
+            row["codes"] = ", ".join(sorted({c for f in present["flagged"] for c in f})) or "–"
+            tables["clean"].append(row)
+            continue
+        flagged = [set(f) for f in present["flagged"]]
+        main = list(present["main"])
+        detected = sum(expected <= f for f in flagged)
+        measures = {"detected": rate(detected, len(present))}
+        if scenario.kind == "inferred":
+            inferred = expected & set(INFERRED)
+            named = sum(m in inferred for m in main)
+            wrong = sum(m in INFERRED and m not in expected for m in main)
+            other = sum(bool((f & set(INFERRED)) - expected) for f in flagged)
+            measures |= {
+                "named as the cause": rate(named, len(present)),
+                "wrong cause named": rate(wrong, len(present)),
+                "other inferred code raised": rate(other, len(present)),
+            }
+            if scenario.injection == "glitch":
+                hits = int(present["epoch_named"].fillna(False).astype(bool).sum())
+                measures["epoch named"] = rate(hits, len(present))
+        row |= {name: rate_text(value) for name, value in measures.items()}
+        tables[scenario.kind].append(row)
+        summary[scenario.name] = measures
+    frames = {name: pd.DataFrame(rows).fillna("") for name, rows in tables.items() if rows}
+    return frames, summary
+
+
+def clean_total(runs: pd.DataFrame, rate) -> dict:
+    names = [s.name for s in SCENARIOS if s.kind == "clean"]
+    clean = runs[runs["scenario"].isin(names) & runs["symptom"]]
+    return rate(int(clean["flagged"].map(bool).sum()), len(clean))
+
+
+__all__ = ["ARITHMETIC", "diagnose_all", "score", "clean_total", "main_cause"]
