@@ -28,7 +28,7 @@ REAL_CONFIG = {
     "images_per_shard": 4,
     "validation_fraction": 0.34,
     "bit_depth": 16,
-    "ingest": {"aspect": "crop", "min_size": 32},
+    "ingest": {"aspect": "crop", "min_size": 32, "images_per_shard": 4},
     "classes": {
         "grass": {"folder": "data/train/grass"},
         "gravel": {"folder": "data/train/gravel"},

@@ -1,6 +1,7 @@
 # Shared helpers of the workflow (config lookups, library paths), kept apart from its rules.
 import os
 import re
+from functools import cache
 from pathlib import Path
 
 from simtrain.common.modules import module_files
@@ -61,12 +62,11 @@ def library_files(script):
 
 
 def shard_dirs(klass):
-    images = (
-        len(class_images(klass))
-        if klass in FOLDER_CLASSES
-        else config["images_per_class"]
-    )
-    n = shard_count(images, config["images_per_shard"])
+    if klass in FOLDER_CLASSES:
+        images, per_shard = len(class_images(klass)), config["ingest"]["images_per_shard"]
+    else:
+        images, per_shard = config["images_per_class"], config["images_per_shard"]
+    n = shard_count(images, per_shard)
     return [f"results/images/all/{klass}/shard-{shard}" for shard in range(n)]
 
 
@@ -75,18 +75,21 @@ def class_images(klass):
     return planned_images(config["classes"][klass]["folder"], f"classes.{klass}.folder")
 
 
+@cache  # once per folder: every shard's job asks
 def folder_fingerprint(klass):
     """Changes when a file of the class's folder is added, removed or modified: a param,
     so that class's ingest jobs rerun (planning lists no input per image)."""
     return fingerprint(class_images(klass))
 
 
+@cache
 def evaluation_fingerprint(name):
     folder, key = config["evaluation"][name], f"evaluation.{name}"
     sets = planned_labelled_images(folder, tuple(CLASSES), key)
     return fingerprint([entry for klass in sorted(sets) for entry in sets[klass]])
 
 
+@cache
 def prediction_fingerprint(name):
     folder = config["predict"][name]["folder"]
     return fingerprint(planned_images(folder, f"predict.{name}.folder"))

@@ -1,5 +1,5 @@
 # A class with a folder instead of a simulator: its real images, converted in shards of
-# images_per_shard into the same results/images/all/{klass}/shard-{n}/ PNGs simulate writes.
+# ingest.images_per_shard into the results/images/all/{klass}/shard-{n}/ PNGs simulate writes.
 rule ingest_shard:
     input:
         code=library_files("ingest.py"),
@@ -19,7 +19,7 @@ rule ingest_shard:
         folder=lambda w: config["classes"][w.klass]["folder"],
         # Names, sizes and times of the folder's files: one changed file reruns this class.
         fingerprint=lambda w: folder_fingerprint(w.klass),
-        images_per_shard=config["images_per_shard"],
+        images_per_shard=config["ingest"]["images_per_shard"],
         conversion=conversion_settings(),
     script:
         "../scripts/ingest.py"

@@ -12,7 +12,8 @@ order, on floats in [0, 1] at the file's own depth:
    centres the image on a black square of side max(height, width) (Keras'
    `crop_to_aspect_ratio` and `pad_to_aspect_ratio`).
 4. resize to size x size with Pillow's Lanczos filter, anti-aliased (its support widens with
-   the shrink factor), clipped to [0, 1].
+   the shrink factor; shrinks beyond 3x first average whole blocks, Pillow's reducing_gap),
+   clipped to [0, 1].
 5. quantise: round(value * (2**bit_depth - 1)) to uint8 or uint16. A 16-bit file with
    bit_depth 8 is refused, never silently reduced.
 """
@@ -165,15 +166,14 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 
 
 def to_grey(pixels: np.ndarray) -> np.ndarray:
-    """float64 luminance in [0, 1] of uint8/uint16 pixels (alpha dropped)."""
-    scale = float(np.iinfo(pixels.dtype).max)
-    values = pixels.astype(np.float64) / scale
-    if values.ndim == 2:
-        return values
-    channels = values.shape[-1]
-    if channels <= 2:  # grey, grey + alpha
-        return values[..., 0]
-    return values[..., :3] @ LUMINANCE
+    """float32 luminance in [0, 1] of uint8/uint16 pixels (alpha dropped); float32 holds
+    16-bit levels exactly (24-bit significand)."""
+    scale = np.float32(1 / np.iinfo(pixels.dtype).max)
+    if pixels.ndim == 3 and pixels.shape[-1] >= 3:
+        weights = (LUMINANCE * scale).astype(np.float32)
+        return pixels[..., :3].astype(np.float32) @ weights
+    grey = pixels if pixels.ndim == 2 else pixels[..., 0]  # grey, grey + alpha
+    return grey.astype(np.float32) * scale
 
 
 def to_square(grey: np.ndarray, aspect: str) -> np.ndarray:
@@ -196,9 +196,11 @@ def resize(square: np.ndarray, size: int) -> np.ndarray:
     """Anti-aliased Lanczos resize of a float image to size x size, clipped to [0, 1]."""
     if square.shape == (size, size):
         return square
-    image = Image.fromarray(square.astype(np.float32), mode="F")
-    resized = np.asarray(image.resize((size, size), Image.Resampling.LANCZOS), dtype=np.float64)
-    return np.clip(resized, 0.0, 1.0)
+    image = Image.fromarray(square.astype(np.float32, copy=False), mode="F")
+    # reducing_gap: a big shrink first averages whole blocks of pixels (box filter, itself
+    # anti-aliasing), then Lanczos resamples at most 3x: much faster on large photographs.
+    resized = image.resize((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0)
+    return np.clip(np.asarray(resized), 0.0, 1.0)
 
 
 def quantise(values: np.ndarray, bit_depth: int) -> np.ndarray:
