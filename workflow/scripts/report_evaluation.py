@@ -2,8 +2,9 @@ import sys
 from pathlib import Path
 
 # The library of this workflow's own checkout, whichever Python runs the job (a conda env,
-# a cluster node): never the parent interpreter's paths or PYTHONPATH.
-sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
+# a cluster node): never the parent interpreter's paths or PYTHONPATH. scriptdir reads
+# workflow/rules/../scripts, so it is resolved before going up.
+sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))
 
 from simtrain.common.logs import log_to
 
