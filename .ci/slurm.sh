@@ -7,8 +7,8 @@
 #
 # Clients find this cluster through SLURM_CONF=DIR/slurm.conf. The one node is called
 # `localhost` (slurmd -N, so the host name does not matter), sits in two partitions, `cpu`
-# (default) and `gpu`, and declares one fake GPU (gres file /dev/null) so that `--gpus=1`
-# requests are really scheduled. No systemd: the daemons are started directly and stopped
+# (default) and `gpu`, and declares two fake GPUs (device files that are /dev/null) so that
+# `--gpus=N` requests are really scheduled and a job step sees CUDA_VISIBLE_DEVICES. No systemd: the daemons are started directly and stopped
 # by PID. Every subcommand is idempotent. start/stop need root (or passwordless sudo).
 set -euo pipefail
 
@@ -19,6 +19,8 @@ NODE=localhost
 # Nothing enforces it (no cgroups), and the test's jobs are tiny.
 NODE_CPUS=16
 NODE_MEMORY_MB=65536
+# Two, so the test can ask one training for `gpu: 2` (profiles/slurm asks for one).
+NODE_GPUS=2
 PATH=$PATH:/usr/sbin:/sbin # the daemons live in sbin, often not on a user's PATH
 
 die() {
@@ -106,6 +108,9 @@ JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none
 # Finished jobs stay visible to squeue for 10 minutes (the plugin's squeue mode needs this).
 MinJobAge=600
+# A job over its time limit is killed 5 s after its SIGTERM (default 30 s): the retry test
+# waits for it.
+KillWait=5
 # Share the node by cores and memory; without DefMemPerCPU each job claims all memory.
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
@@ -114,11 +119,16 @@ ReturnToService=2
 # Trust the declared node size below instead of draining a node that is smaller.
 SlurmdParameters=config_overrides
 GresTypes=gpu
-NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$NODE_CPUS RealMemory=$NODE_MEMORY_MB Gres=gpu:1 State=UNKNOWN
+NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$NODE_CPUS RealMemory=$NODE_MEMORY_MB Gres=gpu:$NODE_GPUS State=UNKNOWN
 PartitionName=cpu Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
 PartitionName=gpu Nodes=$NODE MaxTime=INFINITE State=UP
 EOF
-    echo "Name=gpu File=/dev/null" >"$dir/gres.conf"
+    # Fake GPUs: character devices that behave like /dev/null, one file per GPU.
+    local i
+    for ((i = 0; i < NODE_GPUS; i++)); do
+        [[ -e $dir/gpu$i ]] || as_root mknod -m 666 "$dir/gpu$i" c 1 3
+    done
+    echo "Name=gpu File=$dir/gpu[0-$((NODE_GPUS - 1))]" >"$dir/gres.conf"
 }
 
 start_munge() {
