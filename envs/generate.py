@@ -25,8 +25,10 @@ ROOT = ENVS.parent
 RULES = {
     "data": "simulate_shard, split_dataset, pack_split",
     "report": "plot_run, plot_samples, compare_runs, plan_fixes, verify_fixes",
-    "train": "train_run, train_baseline, diagnose_run, plot_model_view",
+    "train": "train_run, train_baseline, diagnose_run, plot_model_view (Keras on TensorFlow)",
     "train-gpu": "the train env plus CUDA wheels, with `--config train_env=gpu`",
+    "train-jax": "the train env's rules with `keras_backend: jax` (JAX instead of TensorFlow)",
+    "train-jax-gpu": "the train-jax env plus CUDA wheels, with `train_env: gpu`",
 }
 
 

@@ -24,10 +24,13 @@ from simtrain.data.folders import (
 from simtrain.data.simulate import shard_count
 from simtrain.data.simulators import simulator_source_file
 
-# Relative to the rule files. The GPU env only differs by TensorFlow's CUDA wheels.
-TRAIN_ENV = {"cpu": "../../envs/train.yaml", "gpu": "../../envs/train-gpu.yaml"}[
-    config["train_env"]
-]
+# The Keras backend's env, with its CUDA wheels on a GPU node (paths from the rule files).
+TRAIN_ENV = {
+    ("tensorflow", "cpu"): "../../envs/train.yaml",
+    ("tensorflow", "gpu"): "../../envs/train-gpu.yaml",
+    ("jax", "cpu"): "../../envs/train-jax.yaml",
+    ("jax", "gpu"): "../../envs/train-jax-gpu.yaml",
+}[config["keras_backend"], config["train_env"]]
 CLASSES = sorted(config["classes"])
 # Classes whose images come from a folder of real images instead of a simulator.
 FOLDER_CLASSES = [k for k in CLASSES if "folder" in config["classes"][k]]

@@ -8,6 +8,7 @@ declared, and picks the Keras backend, which Keras reads once at its first impor
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import sys
@@ -15,6 +16,11 @@ import sys
 log = logging.getLogger(__name__)
 
 KERAS_BACKENDS = ("tensorflow", "jax")
+INSTALL_HINTS = {
+    "tensorflow": "`uv sync` (`--extra gpu` on a GPU node), or --sdm conda (envs/train.yaml)",
+    "jax": "`uv sync --extra jax` (`--extra jax-gpu` on a GPU node), or --sdm conda "
+    "(envs/train-jax.yaml, train-jax-gpu.yaml with train_env: gpu)",
+}
 
 _BLAS_VARIABLES = (
     "OMP_NUM_THREADS",
@@ -54,14 +60,17 @@ def prepare_job(threads: int, keras_backend: str | None = None) -> None:
             raise ValueError(
                 f"keras_backend: {keras_backend!r} is not one of {', '.join(KERAS_BACKENDS)}"
             )
-        if "keras" in sys.modules:
-            import keras
-
-            if keras.backend.backend() != keras_backend:
-                raise RuntimeError(
-                    f"Keras was imported with backend {keras.backend.backend()!r} before "
-                    f"keras_backend={keras_backend!r} could be set"
-                )
+        if importlib.util.find_spec(keras_backend) is None:
+            raise ValueError(
+                f"keras_backend: {keras_backend}, but {keras_backend} is not installed for "
+                f"{sys.executable}: {INSTALL_HINTS[keras_backend]}"
+            )
+        keras = sys.modules.get("keras")  # looked up, not imported: jobs without Keras
+        if keras is not None and keras.backend.backend() != keras_backend:
+            raise RuntimeError(
+                f"Keras was imported with backend {keras.backend.backend()!r} before "
+                f"keras_backend={keras_backend!r} could be set"
+            )
         os.environ["KERAS_BACKEND"] = keras_backend
     loaded = [m for m in ("tensorflow", "jax", "numpy") if m in sys.modules]
     if loaded:
