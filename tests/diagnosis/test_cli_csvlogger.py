@@ -49,3 +49,6 @@ def test_cli_diagnoses_a_real_csvlogger_file_from_a_partial_epoch_fit(tmp_path):
     )
     partial = next(f for f in result["findings"] if f["code"] == "PARTIAL_EPOCH")
     assert partial["evidence"]["fraction_per_epoch"] == 0.25
+    # A plain Keras run: the fix names the Keras argument, not a workflow config key.
+    assert partial["fix"].startswith("set model.fit's steps_per_epoch: null")
+    assert "runs." not in json.dumps(result)
