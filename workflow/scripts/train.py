@@ -23,12 +23,18 @@ from simtrain.training.fit import train_run
 # How, not what: read from the config rather than params, so that changing them does not
 # rerun training (Snakemake tracks params, not the config a script reads).
 execution = snakemake.config["execution"]
+out_dir = Path(snakemake.output.model).parent
+callbacks = []
+if execution["tensorboard"]:
+    from simtrain.training.tensorboard import TensorBoardLog
+
+    callbacks.append(TensorBoardLog(out_dir))
 train_run(
     run=snakemake.wildcards.run,
     settings=snakemake.params.settings,
     train_dir=Path(snakemake.input.train[0]).parent,
     validation_dir=Path(snakemake.input.validation[0]).parent,
-    out_dir=Path(snakemake.output.model).parent,
+    out_dir=out_dir,
     resolved_config=snakemake.params.resolved,
     replicate=int(snakemake.wildcards.replicate),
     threads=snakemake.threads,
@@ -36,4 +42,5 @@ train_run(
     mixed_precision=execution["mixed_precision"],
     data_parallel=execution["data_parallel"],
     search_path=os.getcwd(),
+    callbacks=callbacks,
 )
