@@ -23,6 +23,8 @@ min_version("9.14")  # as pyproject.toml pins snakemake
 
 # A --configfile is a complete config: load the default only when none is given,
 # so a small test config does not inherit the default classes and runs.
+# workflow.overwrite_configfiles (the --configfile files) is no public Snakemake API: pinned
+# by pyproject.toml (snakemake <10) and tested (tests/workflow/test_workflow.py).
 if not workflow.overwrite_configfiles:
 
     configfile: f"{workflow.basedir}/config/config.yaml"
@@ -49,6 +51,7 @@ MACHINE_CPUS = (
 )
 # Locally, --cores above the machine's CPUs would run jobs side by side on the same cores
 # (the README's `--cores 8` on a 2-core machine): cap it. Cluster jobs get their own CPUs.
+# register_resource("_cores") is no public API either: pinned and tested the same way.
 if workflow.local_exec and (workflow.resource_settings.cores or 0) > MACHINE_CPUS:
     print(
         f"--cores {workflow.resource_settings.cores} capped at this machine's {MACHINE_CPUS} CPUs",

@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from simtrain.config import ConfigError, check_runs, check_schema, config_error_report
+from simtrain.config import (
+    ConfigError,
+    check_config_files,
+    check_runs,
+    check_schema,
+    config_error_report,
+)
 from tests.conftest import ROOT
 
 SCHEMA = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
@@ -85,3 +91,55 @@ def test_a_plan_time_check_uses_the_same_short_form(tiny_config):
     report = config_error_report(caught.value, ["c.yaml"])
     assert report.startswith("Invalid config: runs.r.steps_per_epoch: 50 batches of 8")
     assert len(report.splitlines()) <= 4
+
+
+TINY_YAML = """seed: 7
+image_size: 32
+images_per_class: 4
+classes:
+  {name}:
+    simulator: blobs
+  rings:
+    simulator: rings
+"""
+
+
+@pytest.mark.parametrize(
+    ("name", "read_as"),
+    [("007", "the int 7"), ("yes", "the bool True"), ("null", "null"), ("off", "the bool False")],
+)
+def test_a_class_name_yaml_would_retype_is_rejected_with_its_line_and_quoting_advice(
+    tmp_path, name, read_as
+):
+    path = tmp_path / "config.yaml"
+    path.write_text(TINY_YAML.format(name=name))
+    with pytest.raises(ConfigError) as caught:
+        check_config_files([path])
+    lines = str(caught.value).splitlines()
+    assert lines[0].startswith(f"{path}, line 5: the name {name} is read by YAML as {read_as}")
+    assert lines[1].startswith(f'quote it: "{name}":')
+
+
+@pytest.mark.parametrize("name", ['"007"', "'yes'", '"null"'])
+def test_a_quoted_class_name_is_kept_as_written(tmp_path, name):
+    path = tmp_path / "config.yaml"
+    path.write_text(TINY_YAML.format(name=name))
+    check_config_files([path])
+    assert name.strip("'\"") in yaml.safe_load(path.read_text())["classes"]
+
+
+def test_a_name_that_is_not_text_is_rejected_even_without_a_file(tiny_config):
+    tiny_config["runs"] = {7: {"model": "small_cnn"}}  # --config 'runs={007: {...}}'
+    message = schema_error(tiny_config)
+    assert message.startswith("runs.7: the name is the int 7, not text")
+
+
+def test_a_nested_value_that_arrived_as_text_gets_the_overlay_hint(tiny_config):
+    # What `--config 'runs={cnn: {epochs: 3}}'` gives: Snakemake's BaseLoader keeps '3' text.
+    tiny_config["runs"] = {"cnn": {"model": "small_cnn", "epochs": "3"}}
+    lines = schema_error(tiny_config).splitlines()
+    assert lines[0] == "runs.cnn.epochs: '3' is not of type 'integer'"
+    assert "--configfile config/config.yaml mine.yaml" in lines[2]
+    # A word in the wrong place is a plain type error: no hint about --config.
+    tiny_config["runs"]["cnn"]["epochs"] = "three"
+    assert "--config" not in schema_error(tiny_config)

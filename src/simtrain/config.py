@@ -52,6 +52,7 @@ def check_schema(config: Mapping[str, Any], schema: Mapping[str, Any]) -> None:
     Snakemake's own `validate` prints the whole schema and config; this names only the key,
     its value and what is allowed.
     """
+    check_names(config)
     validator = jsonschema.Draft202012Validator(schema)
     error = jsonschema.exceptions.best_match(validator.iter_errors(config))
     if error is not None:
@@ -89,6 +90,26 @@ def _allowed(error: jsonschema.ValidationError) -> str:
     return f"{keyword}: {expected}"
 
 
+# `--config 'runs={small_cnn: {epochs: 3}}'`: Snakemake reads values nested in a --config
+# entry with YAML's BaseLoader, so every one of them arrives as text ('3').
+NESTED_CONFIG_HINT = [
+    "if it came from --config: Snakemake reads values nested in {...} as text; change a run "
+    "with a file instead,",
+    "e.g. mine.yaml holding `runs: {small_cnn: {epochs: 3}}`, overlaid on the config with "
+    "--configfile config/config.yaml mine.yaml",
+]
+
+
+def _reads_as_other_type(value: object) -> bool:
+    """Text that YAML reads as a number, boolean or null when unquoted ('3', 'true')."""
+    if not isinstance(value, str):
+        return False
+    try:
+        return not isinstance(yaml.safe_load(value), str)
+    except yaml.YAMLError:
+        return False
+
+
 def describe_schema_error(error: jsonschema.ValidationError) -> str:
     """Key path, bad value and what is allowed (or the closest known key for a typo)."""
     path = list(error.absolute_path)
@@ -114,6 +135,8 @@ def describe_schema_error(error: jsonschema.ValidationError) -> str:
     lines = [f"{_key_path(path)}: {error.message}"]
     if error.validator != "type":  # the message already says which type
         lines.append(f"allowed: {_allowed(error)}")
+    elif len(path) > 1 and _reads_as_other_type(error.instance):
+        lines += NESTED_CONFIG_HINT
     description = " ".join(str(error.schema.get("description", "")).split())
     if description:
         lines.append(f"meaning: {description}")
@@ -312,6 +335,32 @@ def _check_importable(key: str, spec: str, search_path: str | os.PathLike | None
         raise ConfigError(f"{key}: no module named {module!r} (searched {search_path} too)")
 
 
+# Unquoted names YAML (1.1, as Snakemake and PyYAML read it) turns into something else.
+RETYPED_NAMES = (
+    "unquoted, null and ~ are nothing, yes/no/on/off/true/false are booleans, and names of "
+    "digits such as 007 are numbers"
+)
+
+
+def _yaml_kind(value: object) -> str:
+    if value is None:
+        return "null (nothing)"
+    return f"the {type(value).__name__} {value!r}"
+
+
+def check_names(config: Mapping[str, Any], path: Sequence[str] = ()) -> None:
+    """Every mapping key is text: a class or run named 007, yes or null in a --config value
+    reaches the config as a number, a boolean or None, and the schema checks only text."""
+    for key, value in config.items():
+        if not isinstance(key, str):
+            raise ConfigError(
+                f"{_key_path([*path, str(key)])}: the name is {_yaml_kind(key)}, not text\n"
+                f'quote it in the YAML ("{key}"): {RETYPED_NAMES}'
+            )
+        if isinstance(value, Mapping):
+            check_names(value, [*path, key])
+
+
 class _StrictLoader(yaml.SafeLoader):
     """A YAML loader that refuses duplicate keys instead of keeping the last one."""
 
@@ -321,9 +370,15 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
     seen: set = set()
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
+        where = f"{key_node.start_mark.name}, line {key_node.start_mark.line + 1}"
         if key in seen:
-            line = key_node.start_mark.line + 1
-            raise ConfigError(f"{key_node.start_mark.name}, line {line}: duplicate key {key!r}")
+            raise ConfigError(f"{where}: duplicate key {key!r}")
+        if not isinstance(key, str):
+            written = key_node.value if isinstance(key_node, yaml.ScalarNode) else key
+            raise ConfigError(
+                f"{where}: the name {written} is read by YAML as {_yaml_kind(key)}, not as "
+                f'the text {str(written)!r}\nquote it: "{written}": ({RETYPED_NAMES})'
+            )
         seen.add(key)
     return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
 
@@ -332,7 +387,8 @@ _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _c
 
 
 def check_config_files(paths: list[str | os.PathLike]) -> None:
-    """Reject duplicate keys (e.g. two classes of the same name), which YAML would merge."""
+    """Reject duplicate keys (e.g. two classes of the same name), which YAML would merge, and
+    names YAML would re-type (`007:` as 7, `yes:` as True, `null:` as None), with the line."""
     for path in paths:
         with open(path) as handle:
             yaml.load(handle, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
