@@ -137,6 +137,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))
 
 
+def unavailable(reason: str) -> None:
+    """Skip a test whose system package (Slurm, Chromium) is missing, or, under CI=true,
+    fail it: CI must run every test, not report a skip as a pass."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"CI=true, but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
 def job_counts(output: str) -> dict[str, int]:
     """Jobs per rule from Snakemake's "Job stats" table in `output` ({} if it has none)."""
     if "Job stats:" not in output:
@@ -150,12 +158,30 @@ def tiny_config() -> dict:
     return yaml.safe_load(yaml.safe_dump(TINY_CONFIG))
 
 
+# What a checkout needs to run the workflow (a user's clone, without tests and benchmarks).
+CHECKOUT = ["Snakefile", "workflow", "src", "config", "profiles", "envs"]
+
+
+def copy_checkout(destination: Path) -> Path:
+    """This checkout's workflow files copied into `destination`; returns its Snakefile."""
+    ignore = shutil.ignore_patterns("__pycache__")
+    for name in CHECKOUT:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, destination / name, ignore=ignore, dirs_exist_ok=True)
+        else:
+            shutil.copy2(source, destination / name)
+    return destination / "Snakefile"
+
+
 @dataclass(frozen=True)
 class Workflow:
-    """A workflow directory and the config file it ran with."""
+    """A workflow directory, the config file it ran with and the Snakefile that ran it
+    (this checkout's, or a copy inside the directory, as in a user's clone)."""
 
     workdir: Path
     config: Path
+    snakefile: Path = ROOT / "Snakefile"
 
     @property
     def results(self) -> Path:
@@ -165,7 +191,14 @@ class Workflow:
         """Snakemake on this workflow's config with 2 cores, plus `args` (targets or
         options; they go first, as --configfile takes every word after it)."""
         return snakemake(
-            self.workdir, *args, "--cores", "2", "--configfile", str(self.config), **kwargs
+            self.workdir,
+            *args,
+            "--cores",
+            "2",
+            "--configfile",
+            str(self.config),
+            snakefile=self.snakefile,
+            **kwargs,
         )
 
     def dry_run(
@@ -177,38 +210,55 @@ class Workflow:
         if change is not None:
             change(config)
         changed = write_config(directory, config, "changed.yaml")
-        return snakemake(self.workdir, *targets, "-n", "--cores", "2", "--configfile", str(changed))
+        return snakemake(
+            self.workdir,
+            *targets,
+            *("-n", "--cores", "2", "--configfile", str(changed)),
+            snakefile=self.snakefile,
+        )
 
     def copy(self, destination: Path) -> Workflow:
-        """A private copy (modification times kept, so Snakemake sees it as finished)."""
+        """A private copy (modification times kept, so Snakemake sees it as finished); a
+        Snakefile inside the directory is copied with it, as when a user moves a clone."""
         shutil.copytree(self.workdir, destination, symlinks=True, dirs_exist_ok=True)
-        return Workflow(destination, destination / self.config.relative_to(self.workdir))
+        snakefile = self.snakefile
+        if snakefile.is_relative_to(self.workdir):
+            snakefile = destination / snakefile.relative_to(self.workdir)
+        return Workflow(destination, destination / self.config.relative_to(self.workdir), snakefile)
 
 
-def shared_workflow(tmp_path_factory, name: str, config: dict) -> Workflow:
+def shared_workflow(tmp_path_factory, name: str, config: dict, checkout: bool = False) -> Workflow:
     """The finished workflow `name`, built once per test session: the first pytest-xdist
-    worker to ask builds it under a lock; the others wait for it and reuse it."""
+    worker to ask builds it under a lock; the others wait for it and reuse it. With
+    `checkout`, it runs a copy of the workflow's files inside its directory (a user's clone);
+    else this checkout's Snakefile on a directory apart (`--directory`)."""
     root = tmp_path_factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):
         root = root.parent  # the workers' common parent
-    workflow = Workflow(root / name, root / name / "config.yaml")
+    snakefile = root / name / "Snakefile" if checkout else ROOT / "Snakefile"
+    workflow = Workflow(root / name, root / name / "config.yaml", snakefile)
     built = root / f"{name}.built"
     with open(root / f"{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not built.exists():
             shutil.rmtree(workflow.workdir, ignore_errors=True)  # a failed earlier attempt
             workflow.workdir.mkdir()
+            if checkout:
+                copy_checkout(workflow.workdir)
             write_config(workflow.workdir, config)
-            workflow.run()
+            # Keeps each job's script with its pickled `snakemake` object (test_envs.py).
+            workflow.run("--skip-script-cleanup")
             built.touch()
     return workflow
 
 
 @pytest.fixture(scope="session")
 def finished_workflow(tmp_path_factory) -> Workflow:
-    """The tiny workflow with FINISHED_RUNS, run to the end once per session. Read only:
-    a test that changes anything in it takes `finished_workflow.copy(tmp_path)`."""
-    return shared_workflow(tmp_path_factory, "finished", {**TINY_CONFIG, "runs": FINISHED_RUNS})
+    """The tiny workflow with FINISHED_RUNS, run to the end once per session in a clone of
+    the workflow (its own Snakefile: use `run`/`dry_run`, which pass it). Read only: a test
+    that changes anything in it takes `finished_workflow.copy(tmp_path)`."""
+    config = {**TINY_CONFIG, "runs": FINISHED_RUNS}
+    return shared_workflow(tmp_path_factory, "finished", config, checkout=True)
 
 
 @pytest.fixture(scope="session")

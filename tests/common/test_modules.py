@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from simtrain.common.modules import module_files
+from simtrain.common.modules import module_files, workflow_input
 from tests.conftest import ROOT
 
 SCRIPTS = ROOT / "workflow" / "scripts"
@@ -37,3 +37,14 @@ def test_every_script_has_existing_library_inputs():
 def test_an_unknown_module_is_an_error():
     with pytest.raises(ValueError, match="simtrain.nowhere"):
         module_files("simtrain.nowhere")
+
+
+def test_inputs_inside_the_working_directory_are_named_relative_to_it(tmp_path):
+    (tmp_path / "src").mkdir()
+    module = tmp_path / "src" / "m.py"
+    module.touch()
+    assert workflow_input(module, tmp_path) == "src/m.py"
+    # Outside it (the code apart from the results): absolute, so the results can move alone.
+    elsewhere = tmp_path / "results"
+    elsewhere.mkdir()
+    assert workflow_input(module, elsewhere) == str(module.resolve())

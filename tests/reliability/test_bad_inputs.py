@@ -224,7 +224,12 @@ def test_a_bad_config_stops_snakemake_before_any_job(good_run, tiny_config, chan
     before = digest_tree(good_run.results)
     change(tiny_config)
     path = write_config(good_run.workdir, tiny_config, "bad.yaml")
-    result = snakemake(good_run.workdir, "--cores", "2", "--configfile", str(path), check=False)
+    result = snakemake(
+        good_run.workdir,
+        *("--cores", "2", "--configfile", str(path)),
+        snakefile=good_run.snakefile,
+        check=False,
+    )
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert re.search(key_then(key, message), output, re.S), output[-3000:]
@@ -238,7 +243,12 @@ def test_duplicate_class_names_are_rejected(good_run):
     text = text.replace("classes:\n", "classes:\n  rings:\n    simulator: lattice\n", 1)
     path = good_run.workdir / "duplicate.yaml"
     path.write_text(text)
-    result = snakemake(good_run.workdir, "--cores", "2", "--configfile", str(path), check=False)
+    result = snakemake(
+        good_run.workdir,
+        *("--cores", "2", "--configfile", str(path)),
+        snakefile=good_run.snakefile,
+        check=False,
+    )
     assert result.returncode != 0
     assert re.search(r"duplicate.yaml, line \d+: duplicate key 'rings'", result.stderr)
 

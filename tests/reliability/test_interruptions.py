@@ -82,11 +82,17 @@ def workflow(
     *extra: str,
     failpoint: str | None = None,
     kill_on: str | None = None,
+    snakefile: Path | None = None,
 ) -> subprocess.CompletedProcess:
     """Run the workflow in its own process group, armed to die at a failpoint or as soon
     as it prints a line containing `kill_on`."""
     # `extra` first: --configfile takes every word after it.
-    command = snakemake_command(workdir, *extra, "--cores", "2", "--configfile", str(config))
+    command = snakemake_command(
+        workdir,
+        *extra,
+        *("--cores", "2", "--configfile", str(config)),
+        **({"snakefile": snakefile} if snakefile else {}),
+    )
     env = {**os.environ, "SIMTRAIN_FAILPOINT": failpoint or ""}
     process = subprocess.Popen(
         command,
@@ -154,10 +160,14 @@ def test_a_killed_report_is_rebuilt_by_rerunning_the_command(tmp_path, finished_
     reference = fingerprints(finished_workflow.results)
     # Killed while it loads the rules' code into the report, i.e. half-way through.
     killed = workflow(
-        copy.workdir, copy.config, "--report", "results/report.html", kill_on="Loading script code"
+        copy.workdir,
+        copy.config,
+        *("--report", "results/report.html"),
+        kill_on="Loading script code",
+        snakefile=copy.snakefile,
     )
     assert killed.returncode == -signal.SIGKILL
-    snakemake(copy.workdir, "--unlock", "--configfile", str(copy.config))
+    copy.run("--unlock")
     copy.run("--report", "results/report.html")
     report = (copy.results / "report.html").read_text()
     # Complete: the page's closing tag, and every run's diagnostics embedded.

@@ -236,6 +236,22 @@ def test_a_killed_run_resumes_after_its_last_epoch_to_the_uninterrupted_run(
     assert_same_run(resumed, reference)
 
 
+def test_a_backup_made_with_another_learning_rate_is_discarded_to_the_uninterrupted_run(
+    packed, tmp_path, reference
+):
+    resumed = tmp_path / "resumed"
+    killed = run_in_process(
+        packed, resumed, check=False, job={"kill_at": [2, 2]}, learning_rate=0.01
+    )
+    assert killed.returncode == -signal.SIGKILL
+    assert len(json.loads((resumed / ".backup" / "state.json").read_text())["history"]) == 1
+    # Rerun with the reference's learning rate: the stale epoch is not resumed from.
+    second = run_in_process(packed, resumed)
+    assert "ignoring a backup made for other settings or data" in second.stderr
+    assert resumed_and_trained(second) == (0, [1, 2, 3])
+    assert_same_run(resumed, reference)
+
+
 def test_a_kill_while_swapping_backups_keeps_the_previous_backup(packed, tmp_path, reference):
     resumed = tmp_path / "resumed"
     # Killed at the end of epoch 2, epoch 1's backup moved aside and epoch 2's not yet in.

@@ -24,6 +24,7 @@ from tests.conftest import (
     job_counts,
     replicate_dirs,
     seed_dir,
+    unavailable,
 )
 
 RUN_ARTIFACTS = [
@@ -255,7 +256,7 @@ def rendered_text(report, clicks: list[str], tmp_path) -> str:
     clicked through `clicks` (the report is a script-built app without URLs per page)."""
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
-        pytest.skip("headless Chromium is not installed (.ci/run installs Debian's chromium)")
+        unavailable("headless Chromium is not installed (.ci/run installs Debian's chromium)")
     html = report.read_text()
     script = CLICK_SCRIPT.replace("CLICKS", json.dumps(clicks))
     end = html.rindex("</body>")

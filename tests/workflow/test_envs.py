@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
+import pickle
+import re
 import shutil
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import yaml
 
+from simtrain.common.modules import module_files
 from tests.conftest import ROOT
 
 ENV_FILES = sorted((ROOT / "envs").glob("*.yaml"))
@@ -23,8 +28,15 @@ def pip_section(env_file) -> list[str]:
     return next(d["pip"] for d in dependencies if isinstance(d, dict))
 
 
-def test_there_is_an_env_per_rule_group_and_a_gpu_variant():
-    assert {p.stem for p in ENV_FILES} == {"data", "report", "train", "train-gpu"}
+def test_there_is_an_env_per_rule_group_with_gpu_and_jax_variants():
+    assert {p.stem for p in ENV_FILES} == {
+        "data",
+        "report",
+        "train",
+        "train-gpu",
+        "train-jax",
+        "train-jax-gpu",
+    }
 
 
 @pytest.mark.skipif(UV is None, reason="needs uv to export the lock")
@@ -44,22 +56,58 @@ def test_every_package_is_pinned(env_file):
         assert "==" in line.split(";")[0], f"{env_file.name}: {line} is not pinned"
 
 
-def test_the_gpu_env_is_the_train_env_plus_cuda():
-    cpu = set(pip_section(ROOT / "envs/train.yaml"))
-    gpu = set(pip_section(ROOT / "envs/train-gpu.yaml"))
+@pytest.mark.parametrize("train", ["train", "train-jax"])
+def test_the_gpu_env_is_the_train_env_plus_cuda(train):
+    cpu = set(pip_section(ROOT / f"envs/{train}.yaml"))
+    gpu = set(pip_section(ROOT / f"envs/{train}-gpu.yaml"))
     assert cpu < gpu
     assert any(line.startswith("nvidia-") for line in gpu - cpu)
 
 
-# Stands in for Snakemake's script preamble (which would append the parent interpreter's
-# sys.path): gives the script its `snakemake` object and runs it, nothing else.
+def test_only_the_jax_envs_have_jax_and_only_the_tensorflow_envs_tensorflow():
+    for env_file in ENV_FILES:
+        packages = {re.split(r"[=\[ ;]", line)[0] for line in pip_section(env_file)}
+        assert ("jax" in packages) == ("jax" in env_file.stem), env_file.name
+        is_tensorflow = env_file.stem in ("train", "train-gpu")
+        assert ("tensorflow" in packages) == is_tensorflow, env_file.name
+
+
+def rule_envs() -> dict[str, tuple[str, str]]:
+    """Each rule the Snakefile includes: its conda env (from its `conda:` directive: a file's
+    stem, or TRAIN_ENV) and its script."""
+    rules = {}
+    included = re.findall(r'^include: "(.+\.smk)"', (ROOT / "Snakefile").read_text(), re.M)
+    for source in [ROOT / name for name in included]:
+        blocks = re.split(r"^(?:rule|checkpoint) ", source.read_text(), flags=re.M)[1:]
+        for block in blocks:
+            name = block.split(":", 1)[0]
+            conda = re.search(r"^    conda:\n        (\S+)", block, re.M)
+            script = re.search(r'^    script:\n        "\.\./scripts/(\S+)"', block, re.M)
+            assert conda and script, f"rule {name} names no conda env or no script"
+            value = conda[1]
+            env = Path(value.strip('"')).stem if value.startswith('"') else value
+            rules[name] = (env, script[1])
+    return rules
+
+
+def test_every_rule_names_an_env_and_the_train_env_is_chosen_by_backend_and_device():
+    envs = {env for env, _ in rule_envs().values()}
+    assert envs <= {"data", "report", "TRAIN_ENV"}
+    common = (ROOT / "workflow/rules/common.smk").read_text()
+    for stem in ("train", "train-gpu", "train-jax", "train-jax-gpu"):
+        assert f'"../../envs/{stem}.yaml"' in common
+
+
+# Stands in for Snakemake's script preamble, which would also append the parent
+# interpreter's sys.path (as a fallback that hides what the env lacks): gives the script the
+# `snakemake` object of a real job and runs it, nothing else.
 RUNNER = textwrap.dedent(
     """
     import builtins, json, runpy, sys, types
 
     class Io(list):
-        def __init__(self, positional, named):
-            super().__init__(positional + list(named.values()))
+        def __init__(self, items, named):
+            super().__init__(items)
             self.__dict__.update(named)
 
     job = json.loads(sys.argv[1])
@@ -68,9 +116,10 @@ RUNNER = textwrap.dedent(
         output=Io(*job["output"]),
         params=types.SimpleNamespace(**job["params"]),
         wildcards=types.SimpleNamespace(**job["wildcards"]),
-        log=[job["log"]],
-        threads=1,
-        config={},
+        log=job["log"],
+        threads=job["threads"],
+        config=job["config"],
+        rule=job["rule"],
         scriptdir=job["scriptdir"],
     )
     runpy.run_path(job["script"], run_name="__main__")
@@ -79,77 +128,176 @@ RUNNER = textwrap.dedent(
     open(job["found"], "w").write(json.dumps(found))
     """
 )
+# Rules in DAG order, so each job finds what the one before rewrote.
+DAG_ORDER = [
+    "simulate_shard",
+    "split_dataset",
+    "pack_split",
+    "plot_samples",
+    "train_run",
+    "train_baseline",
+    "diagnose_run",
+    "plan_fixes",
+    "plot_run",
+    "plot_model_view",
+    "verify_fixes",
+    "compare_runs",
+]
+# Which env TRAIN_ENV is, per keras_backend (train_env: cpu).
+TRAIN_ENVS = {"tensorflow": "train", "jax": "train-jax"}
+
+
+def io(files) -> list:
+    """A Snakemake input/output/log list as [every file, {name: file or files}]."""
+    return [list(files), dict(files.items())]
+
+
+def finished_jobs(workdir: Path) -> dict[str, dict]:
+    """One job per rule of a finished workflow, from the scripts Snakemake left behind
+    (--skip-script-cleanup): the pickled `snakemake` object of its preamble, as JSON."""
+    jobs = {}
+    for script in sorted((workdir / ".snakemake/scripts").glob("*.py")):
+        for node in ast.walk(ast.parse(script.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "loads":
+                job = pickle.loads(node.args[0].value)
+                break
+        name = script.name.split(".", 1)[1]  # tmpXXXX.train.py -> train.py
+        # The cheapest deep run (2 steps an epoch) where a rule has several jobs.
+        if job.rule in jobs and dict(job.wildcards.items()).get("run") != "cnn_partial":
+            continue
+        jobs[job.rule] = {
+            "rule": job.rule,
+            "script": str(Path(job.scriptdir) / name),
+            "scriptdir": job.scriptdir,
+            "input": io(job.input),
+            "output": io(job.output),
+            "params": dict(job.params.items()),
+            "wildcards": dict(job.wildcards.items()),
+            "log": list(job.log),
+            "threads": job.threads,
+            "config": job.config,
+        }
+    return jobs
+
+
+def envs_of(env: str) -> dict[str, str]:
+    """The env files a rule's env stands for, by Keras backend (TRAIN_ENV: per backend,
+    train_env cpu; the others run without Keras)."""
+    return dict(TRAIN_ENVS) if env == "TRAIN_ENV" else {"tensorflow": env}
+
+
+@pytest.fixture(scope="module")
+def env_python(tmp_path_factory):
+    """The Python of a fresh virtual environment holding exactly an env's pip part, built on
+    first use. (uv links the train env's ~2 GB of wheels from its cache in seconds.)"""
+    root = tmp_path_factory.mktemp("envs")
+    built: dict[str, Path] = {}
+
+    def python(env_name: str) -> Path:
+        if env_name not in built:
+            venv = root / f"venv-{env_name}"
+            requirements = root / f"{env_name}.txt"
+            pins = pip_section(ROOT / f"envs/{env_name}.yaml")
+            requirements.write_text("\n".join(pins) + "\n")
+            version = f"{sys.version_info.major}.{sys.version_info.minor}"
+            subprocess.run([UV, "venv", "-q", "--python", version, venv], check=True)
+            # No bytecode at install (the project's compile-bytecode): the jobs write what
+            # they import, a fraction of the ~12 000 files.
+            install = [UV, "pip", "install", "-q", "--no-compile-bytecode"]
+            install += ["--python", venv / "bin/python"]
+            subprocess.run([*install, "-r", requirements], check=True)
+            built[env_name] = venv / "bin/python"
+        return built[env_name]
+
+    return python
+
+
+# Without PYTHON* (PYTHONPATH) and VIRTUAL_ENV: only the venv's own packages.
+CLEAN_ENVIRONMENT = {
+    k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))
+}
+BACKEND_PACKAGES = {"tensorflow": "tensorflow", "jax": "jax"}
+
+
+def third_party_imports(script: Path, backend: str) -> set[str]:
+    """Top-level modules outside the standard library and simtrain that the script and the
+    library modules it runs import anywhere (inside functions too), less the other Keras
+    backend's package (imported only under that backend)."""
+    found = set()
+    for path in [script, *map(Path, module_files(script=script))]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                found |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                found.add(node.module.split(".")[0])
+    others = {package for name, package in BACKEND_PACKAGES.items() if name != backend}
+    return found - set(sys.stdlib_module_names) - {"simtrain", "snakemake"} - others
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(UV is None, reason="needs uv to build the env")
-@pytest.mark.parametrize("env_name", ["data", "train"])
-def test_an_env_alone_runs_the_simulate_and_split_scripts(tmp_path, env_name):
-    """The env's pip part in a fresh venv runs the data rules' scripts, which find the
-    library from the workflow's own location: no parent paths, no PYTHONPATH, no install.
-    (uv links the train env's ~2 GB of wheels from its cache in about a second.)"""
-    venv = tmp_path / "venv"
-    requirements = tmp_path / "requirements.txt"
-    requirements.write_text("\n".join(pip_section(ROOT / f"envs/{env_name}.yaml")) + "\n")
-    python = f"{sys.version_info.major}.{sys.version_info.minor}"
-    subprocess.run([UV, "venv", "-q", "--python", python, venv], check=True)
-    subprocess.run(
-        [UV, "pip", "install", "-q", "--python", venv / "bin/python", "-r", requirements],
-        check=True,
-    )
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
-    work = tmp_path / "work"
-    work.mkdir()
-
-    def run_script(script, **job):
-        job = {"wildcards": {}, "params": {}, **job, "script": str(ROOT / script)}
-        job.update(scriptdir=str(ROOT / "workflow/scripts"), log=str(work / job["log"]))
-        job["found"] = str(work / "found.json")
+@pytest.mark.skipif(UV is None, reason="needs uv to build the envs")
+def test_every_module_a_rules_code_imports_is_in_the_env_its_rule_names(env_python):
+    """Static, so it covers every rule (also those the finished workflow has no job of) and
+    every branch (imports inside functions)."""
+    needs: dict[tuple[str, str], set[str]] = {}
+    for env, script in rule_envs().values():
+        for backend, env_name in envs_of(env).items():
+            imports = third_party_imports(ROOT / "workflow/scripts" / script, backend)
+            needs.setdefault((env_name, backend), set()).update(imports)
+    assert "matplotlib" in needs[("train", "tensorflow")]  # plot_model_view
+    for (env_name, backend), modules in sorted(needs.items()):
+        check = "import importlib, sys\nfor name in sys.argv[1:]: importlib.import_module(name)"
         result = subprocess.run(
-            # -I: isolated, so neither PYTHONPATH nor the user's site-packages leak in.
-            [venv / "bin/python", "-I", "-c", RUNNER, json.dumps(job)],
-            cwd=work,
-            env=env,
+            [env_python(env_name), "-I", "-c", check, *sorted(modules)],
+            env={**CLEAN_ENVIRONMENT, "KERAS_BACKEND": backend},
             capture_output=True,
             text=True,
         )
-        assert result.returncode == 0, result.stderr[-3000:]
-        return json.loads((work / "found.json").read_text())
+        assert result.returncode == 0, f"envs/{env_name}.yaml: {result.stderr[-2000:]}"
 
-    shards = []
-    for klass, simulator in [("blobs", "blobs"), ("rings", "rings")]:
-        shard = f"results/images/all/{klass}/shard-0"
-        found = run_script(
-            "workflow/scripts/simulate.py",
-            input=[[], {}],
-            output=[[shard], {}],
-            params={
-                "simulator": simulator,
-                "simulator_params": {},
-                "seed": 1,
-                "image_size": 32,
-                "images_per_class": 4,
-                "images_per_shard": 4,
-            },
-            wildcards={"klass": klass, "shard": "0"},
-            log=f"simulate-{klass}.log",
+
+@pytest.mark.slow
+@pytest.mark.skipif(UV is None, reason="needs uv to build the envs")
+def test_every_rules_script_runs_a_real_job_in_its_env_alone(
+    finished_workflow, env_python, tmp_path
+):
+    """One real job per rule of the finished workflow (its `snakemake` object as Snakemake
+    pickled it) runs in a fresh venv of its env's pip part only: no parent paths, no
+    PYTHONPATH, no install of simtrain, which the script finds from its own location.
+    Training's rules run in both Keras backends' envs."""
+    jobs = finished_jobs(finished_workflow.workdir)
+    rules = rule_envs()
+    # Rules only some configs use (real images) are covered by the import test above.
+    assert set(DAG_ORDER) <= set(jobs) and set(DAG_ORDER) <= set(rules)
+    work = finished_workflow.copy(tmp_path / "workflow").workdir
+    runs = [
+        (env_name, rule, backend)
+        for env_order in ("data", "report", "TRAIN_ENV")
+        for backend in ("tensorflow", "jax")
+        for rule in DAG_ORDER
+        if rules[rule][0] == env_order and (env_name := envs_of(env_order).get(backend))
+    ]
+    assert ("train-jax", "train_run", "jax") in runs
+    for env_name, rule, backend in runs:
+        python = env_python(env_name)
+        job = dict(jobs[rule], found=str(tmp_path / "found.json"))
+        if "keras_backend" in job["params"]:
+            job["params"] = {**job["params"], "keras_backend": backend}
+        result = subprocess.run(
+            # -I: isolated, so neither PYTHONPATH nor the user's site-packages leak in.
+            [python, "-I", "-c", RUNNER, json.dumps(job)],
+            cwd=work,
+            env=CLEAN_ENVIRONMENT,
+            capture_output=True,
+            text=True,
         )
-        shards.append(shard)
-    found = run_script(
-        "workflow/scripts/split.py",
-        input=[[], {"shards": shards}],
-        output=[
-            [],
-            {
-                "train": "results/images/train",
-                "validation": "results/images/validation",
-                "manifest": "results/images/manifest.tsv",
-            },
-        ],
-        params={"validation_fraction": 0.5, "seed": 1},
-        log="split.log",
-    )
-    assert len((work / "results/images/manifest.tsv").read_text().splitlines()) == 1 + 8
-    assert found["simtrain"] == str(ROOT / "src/simtrain/__init__.py")
-    assert found["numpy"].startswith(str(venv))
-    assert not any(str(ROOT / ".venv") in entry for entry in found["path"])
+        log = (work / job["log"][0]).read_text()
+        assert result.returncode == 0, f"{rule} in envs/{env_name}.yaml:\n{log[-3000:]}"
+        found = json.loads((tmp_path / "found.json").read_text())
+        library = Path(job["scriptdir"]).resolve().parents[1] / "src/simtrain/__init__.py"
+        assert found["simtrain"] == str(library), rule
+        assert found["numpy"].startswith(str(python.parents[1])), rule
+        assert not any(str(ROOT / ".venv") in entry for entry in found["path"]), rule
+        if rule == "train_run":
+            out_dir = work / Path(job["output"][1]["model"]).parent
+            assert json.loads((out_dir / "metrics.json").read_text())["backend"] == backend

@@ -8,6 +8,7 @@ Snakemake start-up in the suite. See docs/cluster.md.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -25,6 +26,7 @@ from tests.conftest import (
     job_counts,
     replicate_dirs,
     snakemake,
+    unavailable,
     write_config,
 )
 
@@ -96,7 +98,7 @@ def cluster_env() -> dict[str, str]:
     """Environment variables that put the cluster venv's Python first (jobs inherit them)."""
     uv = shutil.which("uv")
     if uv is None:
-        pytest.skip("uv not found: it builds the environment with the Slurm plugin")
+        unavailable("uv not found: it builds the environment with the Slurm plugin")
     venv = cluster_venv()
     env = {key: value for key, value in os.environ.items() if key != "VIRTUAL_ENV"}
     # --frozen: install exactly uv.lock, never rewrite it.
@@ -134,17 +136,17 @@ def slurm_cluster(tmp_path_factory) -> dict[str, str]:
     """A running one-node cluster; yields the variables clients need. Always stopped."""
     if not slurm_installed():
         if not os.environ.get("CI"):
-            pytest.skip("Slurm not installed; run: sudo bash .ci/slurm.sh install")
+            unavailable("Slurm not installed; run: sudo bash .ci/slurm.sh install")
         install = subprocess.run(
             ["bash", str(SLURM_SH), "install"], capture_output=True, text=True, timeout=600
         )
         if install.returncode != 0:
-            pytest.skip(f"Slurm not installed, and .ci/slurm.sh install failed: {install.stderr}")
+            unavailable(f"Slurm not installed, and .ci/slurm.sh install failed: {install.stderr}")
     if not can_be_root():
-        pytest.skip("starting slurmd and munged needs root or passwordless sudo")
+        unavailable("starting slurmd and munged needs root or passwordless sudo")
     etc_config = Path("/etc/slurm/slurm.conf")
     if etc_config.exists() and not etc_config.is_symlink():
-        pytest.skip(f"{etc_config} exists: this machine belongs to a real Slurm cluster")
+        unavailable(f"{etc_config} exists: this machine belongs to a real Slurm cluster")
     directory = tmp_path_factory.mktemp("slurm")
     try:
         subprocess.run(["bash", str(SLURM_SH), "start", str(directory)], check=True, timeout=120)
@@ -153,13 +155,20 @@ def slurm_cluster(tmp_path_factory) -> dict[str, str]:
         subprocess.run(["bash", str(SLURM_SH), "stop", str(directory)], timeout=120)
 
 
-def cluster_snakemake(workdir: Path, env: dict[str, str], *args: str, timeout: int = 420):
+def cluster_snakemake(
+    workdir: Path,
+    env: dict[str, str],
+    *args: str,
+    timeout: int = 420,
+    snakefile: Path = ROOT / "Snakefile",
+    profile: Path = PROFILE,
+):
     """Snakemake from the cluster venv with profiles/slurm, killed after `timeout` seconds."""
     command = [
         *("timeout", "-k", "10", str(timeout)),
         *(str(Path(env["VIRTUAL_ENV"]) / "bin" / "python"), "-m", "snakemake"),
-        *("--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir)),
-        *("--workflow-profile", str(PROFILE)),
+        *("--snakefile", str(snakefile), "--directory", str(workdir)),
+        *("--workflow-profile", str(profile)),
         *args,
     ]
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout + 30)
@@ -177,9 +186,24 @@ def slurm_jobs(run_id: str, env: dict[str, str]) -> list[dict[str, str]]:
     jobs = []
     for line in listing.split():
         job_id, partition, state, comment = line.split("|")
-        rule = re.fullmatch(r"rule_(.+?)(?:_wildcards_.*)?", comment)[1]
-        jobs.append({"id": job_id, "partition": partition, "state": state, "rule": rule})
+        rule, wildcards = re.fullmatch(r"rule_(.+?)(?:_wildcards_(.*))?", comment).groups()
+        jobs.append(
+            {
+                "id": job_id,
+                "partition": partition,
+                "state": state,
+                "rule": rule,
+                "wildcards": wildcards or "",
+            }
+        )
     return jobs
+
+
+def job_details(job_id: str, env: dict[str, str]) -> str:
+    """`scontrol show job`: the job's partition, time limit, TRES (GPUs) as Slurm holds them."""
+    return subprocess.run(
+        ["scontrol", "show", "job", job_id], capture_output=True, text=True, env=env, check=True
+    ).stdout
 
 
 def test_slurm_profile_dry_runs_and_lints_like_the_default(cluster_env, tmp_path):
@@ -233,24 +257,16 @@ def test_workflow_runs_every_job_on_slurm_and_matches_a_local_run(
     assert Counter(job["rule"] for job in jobs) == expected
     assert expected["train_run"] == 2 and expected["diagnose_run"] == 3
     assert {job["state"] for job in jobs} == {"COMPLETED"}
-    # Each job in the partition the profile gives its rule; the GPU rules with one GPU.
-    profile = yaml.safe_load((PROFILE / "config.yaml").read_text())
-    default_partition = profile["default-resources"]["slurm_partition"]
-    gpu_rules = {rule for rule, res in profile["set-resources"].items() if res.get("gpu")}
-    assert {"train_run", "diagnose_run"} <= gpu_rules
+    # Training a deep run and diagnosing it (its model) on a GPU node with one GPU; the
+    # baseline's diagnosis (no model) and every other job on a CPU node without one.
     for job in jobs:
-        if job["rule"] in gpu_rules:
-            assert job["partition"] == profile["set-resources"][job["rule"]]["slurm_partition"]
-            details = subprocess.run(
-                ["scontrol", "show", "job", job["id"]],
-                capture_output=True,
-                text=True,
-                env=env,
-                check=True,
-            ).stdout
-            assert re.search(r"TresPerJob=gres[:/]gpu:1\b", details), details
-        else:
-            assert job["partition"] == default_partition, job
+        deep = job["rule"] == "train_run" or (
+            job["rule"] == "diagnose_run" and job["wildcards"].startswith("cnn")
+        )
+        details = job_details(job["id"], env)
+        assert job["partition"] == ("gpu" if deep else "cpu"), job
+        assert bool(re.search(r"TresPerJob=gres[:/]gpu:1\b", details)) == deep, details
+    assert any(j["rule"] == "diagnose_run" and j["wildcards"].startswith("base") for j in jobs)
 
     local = finished_workflow.workdir
     for name in PACKED_FILES:
@@ -262,3 +278,64 @@ def test_workflow_runs_every_job_on_slurm_and_matches_a_local_run(
                 assert (tmp_path / path).read_bytes() == (local / path).read_bytes(), path
             else:
                 assert name == "batches.tsv" and folder.startswith("runs/base/"), path
+
+
+def test_a_two_gpu_training_killed_for_time_resumes_on_its_retry(
+    slurm_cluster, cluster_env, tmp_path, finished_workflow
+):
+    """profiles/slurm with train_run asking for 2 GPUs and, to be killed soon, 1 minute per
+    attempt: the job stalls after its first epoch's backup (SIMTRAIN_STALL), Slurm kills it
+    for time, and the profile's retry (2 minutes) resumes it to the finished run's history."""
+    copy = finished_workflow.copy(tmp_path / "workflow")
+    profile = yaml.safe_load((PROFILE / "config.yaml").read_text())
+    assert profile["retries"] >= 1
+    assert profile["set-resources"]["train_run"]["runtime"] == "240 * attempt"
+    profile["set-resources"]["train_run"].update(gpu=2, runtime="1 * attempt")
+    (tmp_path / "profile").mkdir()
+    write_config(tmp_path / "profile", profile)
+    log = copy.workdir / "results/logs/train/cnn/seed-0.log"
+    log.unlink()  # the finished run's lines
+    target = "results/runs/cnn/seed-0/metrics.json"
+    env = {
+        **cluster_env,
+        **slurm_cluster,
+        "SIMTRAIN_STALL": f"train.after_backup@{tmp_path / 'stalled'}",
+    }
+    result = cluster_snakemake(
+        copy.workdir,
+        env,
+        *(target, "--forcerun", "train_run", "--configfile", str(copy.config)),
+        *("--verbose", "--slurm-keep-successful-logs", *CI_STATUS_FLAGS),
+        snakefile=copy.snakefile,
+        profile=tmp_path / "profile",
+        timeout=400,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-6000:]
+
+    jobs = slurm_jobs(re.search(r"SLURM run ID: (\S+)", output)[1], env)
+    jobs.sort(key=lambda job: int(job["id"]))
+    assert [(job["rule"], job["state"]) for job in jobs] == [
+        ("train_run", "TIMEOUT"),
+        ("train_run", "COMPLETED"),
+    ]
+    for attempt, job in enumerate(jobs, start=1):
+        details = job_details(job["id"], env)
+        assert f"TimeLimit=00:0{attempt}:00" in details, details
+        assert re.search(r"TresPerJob=gres[:/]gpu:2\b", details), details
+    # What the plugin asked Slurm for: the job, then the job step inside it (its log).
+    sbatch = re.findall(r"sbatch call: (.+)", output)
+    assert len(sbatch) == 2 and all("--gpus=2" in call for call in sbatch), sbatch
+    assert [re.search(r" -t (\d+)", call)[1] for call in sbatch] == ["1", "2"]
+    assert not any("--ntasks-per-gpu" in call for call in sbatch)
+    slurm_log = next((copy.workdir / ".snakemake/slurm_logs").rglob(f"{jobs[1]['id']}.log"))
+    srun = re.search(r"The call for this job is: (srun .+)", slurm_log.read_text())[1]
+    assert " -n1 " in srun and "--gpus=2" in srun, srun
+    # One process was handed both (fake) GPUs; it resumed after the epoch before the stall.
+    training = log.read_text()
+    assert "CUDA_VISIBLE_DEVICES=0,1" in training
+    assert re.findall(r"resuming after epoch (\d+)", training) == ["1"]
+    metrics = json.loads((copy.results / "runs/cnn/seed-0/metrics.json").read_text())
+    assert metrics["devices"] == "cpu"  # /dev/null is no GPU: listed as given, not usable
+    name = "runs/cnn/seed-0/history.tsv"
+    assert (copy.results / name).read_bytes() == (finished_workflow.results / name).read_bytes()

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.conftest import ROOT, Workflow, job_counts, snakemake, write_config
+from tests.conftest import ROOT, Workflow, copy_checkout, job_counts, snakemake, write_config
 
 
 def planned_classes(result) -> set[str]:
@@ -75,9 +75,7 @@ def test_editing_a_library_module_reruns_the_rules_that_use_it(tmp_path):
     # A private copy of the workflow, so the test can edit its code.
     copy = tmp_path / "workflow-copy"
     copy.mkdir()
-    for name in ["Snakefile", "workflow", "src", "config", "profiles", "envs"]:
-        source = ROOT / name
-        (shutil.copytree if source.is_dir() else shutil.copy)(source, copy / name)
+    copy_checkout(copy)
     env = {"PYTHONPATH": str(copy / "src")}
     workdir = tmp_path / "work"
     workdir.mkdir()
@@ -90,6 +88,43 @@ def test_editing_a_library_module_reruns_the_rules_that_use_it(tmp_path):
     simulators.write_text(simulators.read_text() + "\n# edited\n")
     result = snakemake(workdir, "-n", *args, snakefile=copy / "Snakefile", env=env)
     assert job_counts(result.stdout)["simulate_shard"] == 9
+
+
+def test_a_finished_workflow_moved_to_another_folder_plans_nothing(
+    finished_workflow, data_workflow, tmp_path
+):
+    # A clone with its results, moved as a whole: its library inputs are named relative to it.
+    moved = finished_workflow.copy(tmp_path / "clone")
+    assert moved.snakefile == tmp_path / "clone" / "Snakefile"
+    result = moved.run("-n")
+    assert "Nothing to be done" in result.stdout + result.stderr, result.stdout[-3000:]
+    # Results kept apart from the code (--directory) and moved on their own.
+    result = data_workflow.copy(tmp_path / "apart").run("-n")
+    assert "Nothing to be done" in result.stdout + result.stderr, result.stdout[-3000:]
+
+
+def test_cores_beyond_the_machine_are_capped_to_its_cpus(tmp_path, tiny_config):
+    # The Snakefile's cap relies on Snakemake internals (workflow.register_resource("_cores")),
+    # so the behaviour is tested: more single-thread jobs than CPUs, never more running.
+    cpus = len(os.sched_getaffinity(0))
+    per_class = (cpus + 3) // 2  # two classes of one-image shards: more jobs than CPUs
+    tiny_config.update(images_per_class=per_class, images_per_shard=1)
+    tiny_config["classes"] = {k: tiny_config["classes"][k] for k in ("blobs", "rings")}
+    path = write_config(tmp_path, tiny_config)
+    cores = str(cpus + 8)
+    result = snakemake(
+        tmp_path, "--cores", cores, "--configfile", str(path), "--until", "simulate_shard"
+    )
+    assert f"--cores {cores} capped at this machine's {cpus} CPUs" in result.stderr
+    running = most = 0
+    for line in result.stderr.splitlines():  # Snakemake's log, in order
+        if re.match(r"(local)?rule simulate_shard:", line):
+            running += 1
+            most = max(most, running)
+        elif line.startswith("Finished jobid:"):
+            running -= 1
+    assert job_counts(result.stdout + result.stderr)["simulate_shard"] == 2 * per_class > cpus
+    assert most == cpus
 
 
 def test_a_configfile_replaces_the_default_config(tmp_path, tiny_config):
@@ -105,6 +140,37 @@ def test_config_overrides_single_keys(tmp_path, tiny_config):
         tmp_path, "-n", "--cores", "2", "--configfile", str(path), "--config", "images_per_shard=12"
     )
     assert job_counts(result.stdout)["simulate_shard"] == 3  # one shard per class
+
+
+def test_one_run_changes_by_overlaying_a_file_and_nested_config_gets_a_hint(tmp_path, tiny_config):
+    tiny_config["runs"] = {"cnn": {"model": "small_cnn", "epochs": 1}}
+    path = write_config(tmp_path, tiny_config)
+    overlay = write_config(tmp_path, {"runs": {"cnn": {"repeats": 3}}}, "mine.yaml")
+    # Later files merge into earlier ones key by key: the run keeps its model, gains seeds.
+    result = snakemake(tmp_path, "-n", "--cores", "2", "--configfile", str(path), str(overlay))
+    jobs = job_counts(result.stdout)
+    assert jobs["train_run"] == 3 and jobs["simulate_shard"] == 9
+    nested = snakemake(
+        tmp_path,
+        *("-n", "--configfile", str(path), "--config", "runs={cnn: {epochs: 3}}"),
+        check=False,
+    )
+    assert nested.returncode != 0
+    assert "runs.cnn.epochs: '3' is not of type 'integer'" in nested.stderr
+    assert "--configfile config/config.yaml mine.yaml" in nested.stderr
+
+
+def test_class_names_yaml_would_retype_are_rejected_unless_quoted(tmp_path):
+    text = "seed: 1\nimage_size: 32\nimages_per_class: 4\nimages_per_shard: 4\nclasses:\n"
+    unquoted = tmp_path / "unquoted.yaml"
+    unquoted.write_text(text + "  007: {simulator: blobs}\n  yes: {simulator: rings}\n")
+    result = snakemake(tmp_path, "-n", "--configfile", str(unquoted), check=False)
+    assert result.returncode != 0
+    assert f"{unquoted}, line 6: the name 007 is read by YAML as the int 7" in result.stderr
+    quoted = tmp_path / "quoted.yaml"
+    quoted.write_text(text + '  "007": {simulator: blobs}\n  "yes": {simulator: rings}\n')
+    result = snakemake(tmp_path, "-n", "--cores", "2", "--configfile", str(quoted))
+    assert planned_classes(result) == {"007", "yes"}
 
 
 def test_the_default_config_is_valid_and_plans_every_stage(tmp_path):
@@ -153,6 +219,7 @@ def trained_runs(tmp_path_factory):
     (workdir / "my_models.py").write_text(PLUGIN_MODEL)
     config = {
         **TINY_CONFIG,
+        "execution": {"tensorboard": True},
         "runs": {
             "builtin": {"model": "small_cnn", "epochs": 1, "batch_size": 9},
             "plugin": {"model": "my_models:tiny", "epochs": 1, "batch_size": 9},
@@ -184,6 +251,9 @@ def test_a_plugin_model_is_trained_diagnosed_drawn_and_compared(trained_runs):
     assert "BatchNorm" in skipped["BATCHNORM_STATISTICS"]
     metrics = json.loads((workdir / "results/runs/plugin/seed-0/metrics.json").read_text())
     assert metrics["model"] == "my_models:tiny"
+    # execution: tensorboard: true wrote the run's TensorBoard logs beside its tables.
+    for split in ("train", "validation"):
+        assert list((workdir / f"results/runs/plugin/seed-0/tensorboard/{split}").iterdir())
     assert "| `plugin` | my_models:tiny |" in (workdir / "results/comparison.md").read_text()
 
 
@@ -205,6 +275,7 @@ def test_changing_execution_settings_retrains_nothing_and_is_recorded(trained_ru
             "loader_workers": 0,
             "mixed_precision": False,
             "data_parallel": False,
+            "tensorboard": False,
         }
 
     assert planned_training(workdir, path, targets, change) == {}
@@ -222,6 +293,26 @@ def test_switching_the_keras_backend_retrains_every_deep_run(trained_runs):
     workdir, path, targets = trained_runs
     change = lambda c: c.update(keras_backend="jax")  # noqa: E731
     assert planned_training(workdir, path, targets, change) == {"builtin": 1, "plugin": 1}
+
+
+def test_a_run_trained_under_jax_through_the_workflow_records_it(trained_runs, tmp_path):
+    workdir, path, targets = trained_runs
+    copy = tmp_path / "copy"
+    shutil.copytree(workdir, copy, symlinks=True)
+    config = copy / path.relative_to(workdir)
+    snakemake(
+        copy,
+        targets[0],
+        "--cores",
+        "2",
+        "--configfile",
+        str(config),
+        "--config",
+        "keras_backend=jax",
+    )
+    metrics = json.loads((copy / targets[0]).read_text())
+    assert metrics["backend"] == "jax"
+    assert "backend jax" in (copy / "results/logs/train/builtin/seed-0.log").read_text()
 
 
 def test_editing_a_plugin_model_retrains_only_the_runs_that_use_it(trained_runs):

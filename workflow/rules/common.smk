@@ -4,7 +4,7 @@ import re
 from functools import cache
 from pathlib import Path
 
-from simtrain.common.modules import module_files
+from simtrain.common.modules import module_files, workflow_input
 from simtrain.common.plugins import is_plugin, plugin_source_file
 from simtrain.common.runs import (
     FIX_SEPARATOR,
@@ -60,8 +60,12 @@ BASELINE_RUN_PATTERN = _one_of(BASELINE_RUNS)
 
 def library_files(script):
     """Every library module a rule's script imports (transitively), as inputs of the rule,
-    so that editing one reruns exactly the jobs that run it."""
-    return module_files(script=Path(workflow.basedir) / "workflow" / "scripts" / script)
+    so that editing one reruns exactly the jobs that run it. Relative to the working
+    directory when the checkout is it: a moved checkout reruns nothing."""
+    scripts = Path(workflow.basedir) / "workflow" / "scripts"
+    return [
+        workflow_input(f, os.getcwd()) for f in module_files(script=scripts / script)
+    ]
 
 
 def shard_dirs(klass):
@@ -113,7 +117,7 @@ def simulator_files(wildcards):
     source = simulator_source_file(
         config["classes"][wildcards.klass]["simulator"], os.getcwd()
     )
-    return [source] if source else []
+    return [workflow_input(source, os.getcwd())] if source else []
 
 
 def model_files(wildcards):
@@ -123,7 +127,7 @@ def model_files(wildcards):
     source = (
         plugin_source_file(model, "model", os.getcwd()) if is_plugin(model) else None
     )
-    return [source] if source else []
+    return [workflow_input(source, os.getcwd())] if source else []
 
 
 def packed_outputs():

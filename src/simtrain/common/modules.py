@@ -7,6 +7,7 @@ following them through the package, so a rule can never forget a module it reall
 from __future__ import annotations
 
 import ast
+import os
 from functools import cache
 from pathlib import Path
 
@@ -74,3 +75,11 @@ def module_files(*modules: str, script: str | Path | None = None) -> list[str]:
         seen.add(module)
         stack.extend(_direct_imports(module) - seen)
     return sorted(str(module_path(module)) for module in seen)
+
+
+def workflow_input(path: str | os.PathLike, workdir: str | os.PathLike) -> str:
+    """`path` as a rule input: relative to the working directory when it lies inside it, so
+    a checkout moved or copied with its results reruns nothing (Snakemake records inputs by
+    name); absolute otherwise, so results kept apart from the code can move on their own."""
+    path, workdir = Path(path).resolve(), Path(workdir).resolve()
+    return str(path.relative_to(workdir)) if path.is_relative_to(workdir) else str(path)
