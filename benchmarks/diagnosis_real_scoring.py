@@ -17,8 +17,13 @@ SEVERITY = {"info": 0, "warning": 1, "critical": 2}
 
 
 def main_cause(diagnostics: dict) -> str:
-    """The curve's fluctuation cause when it moves beyond noise, else the most severe finding
-    (the first of equals)."""
+    """The run's main finding as the comparison names it (the library's own rule); for an
+    older library without the fluctuation cause, the most severe finding (the first of
+    equals), as that comparison did."""
+    from simtrain.reporting import comparison
+
+    if hasattr(comparison, "group_main_finding"):
+        return comparison.main_finding(diagnostics)
     fluctuation = diagnostics.get("fluctuation")
     if fluctuation and fluctuation.get("beyond_noise") and fluctuation.get("cause"):
         return fluctuation["cause"]
@@ -38,40 +43,43 @@ def named_epoch(diagnostics: dict) -> int | None:
     return None
 
 
-def diagnose_all(out: Path, label: str) -> pd.DataFrame:
-    """Diagnose every trained run under `out` with the importable library; one row per run."""
+def _diagnose_task(work: Path, label: str) -> dict:
+    """Diagnose one trained run (once per label) and read what it said."""
     from simtrain.diagnosis.run_dir import diagnose_run_dir
 
-    rows = []
-    for info_path in sorted(out.glob("*/seed-*/scenario.json")):
-        work = info_path.parent
-        info = json.loads(info_path.read_text())
-        target = work / f"diagnostics-{label}.json"
-        if not target.exists():
-            diagnose_run_dir(
-                work / "run",
-                run="scenario",
-                settings=info["settings"],
-                train_dir=work / "packed" / "train",
-                validation_dir=work / "packed" / "validation",
-                json_path=target,
-                markdown_path=work / f"diagnostics-{label}.md",
-                search_path=Path(__file__).parent,
-            )
-        diagnostics = json.loads(target.read_text())
-        flagged = sorted({f["code"] for f in diagnostics["findings"] if f["severity"] != "info"})
-        rows.append(
-            {
-                "scenario": info["scenario"],
-                "seed": info["seed"],
-                "symptom": info["symptom"]["present"],
-                "flagged": flagged,
-                "main": main_cause(diagnostics),
-                "epoch_named": named_epoch(diagnostics) == info["glitch_epoch"]
-                if info["glitch_epoch"]
-                else None,
-            }
+    info = json.loads((work / "scenario.json").read_text())
+    target = work / f"diagnostics-{label}.json"
+    if not target.exists():
+        diagnose_run_dir(
+            work / "run",
+            run="scenario",
+            settings=info["settings"],
+            train_dir=work / "packed" / "train",
+            validation_dir=work / "packed" / "validation",
+            json_path=target,
+            markdown_path=work / f"diagnostics-{label}.md",
+            search_path=Path(__file__).parent,
         )
+    diagnostics = json.loads(target.read_text())
+    flagged = sorted({f["code"] for f in diagnostics["findings"] if f["severity"] != "info"})
+    glitch = info["glitch_epoch"]
+    return {
+        "scenario": info["scenario"],
+        "seed": info["seed"],
+        "symptom": info["symptom"]["present"],
+        "flagged": flagged,
+        "main": main_cause(diagnostics),
+        "epoch_named": named_epoch(diagnostics) == glitch if glitch else None,
+    }
+
+
+def diagnose_all(out: Path, label: str, jobs: int = 1) -> pd.DataFrame:
+    """Diagnose every trained run under `out` with the importable library; one row per run."""
+    from diagnosis_real_runs import workers
+
+    works = sorted(p.parent for p in out.glob("*/seed-*/scenario.json"))
+    with workers(jobs) as pool:
+        rows = list(pool.map(_diagnose_task, works, [label] * len(works)))
     return pd.DataFrame(rows)
 
 

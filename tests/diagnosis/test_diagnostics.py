@@ -277,7 +277,10 @@ def test_rising_validation_loss_with_falling_accuracy_is_overfitting_from_its_mi
     result = diagnose(history, run="memorise", **FULL, predictions=predictions_frame())
     overfitting = finding(result, "OVERFITTING")
     assert overfitting.evidence["best_epoch"] in (5, 6, 7)
-    assert "runs.memorise.epochs" in overfitting.fix
+    assert "runs.memorise.early_stopping" in overfitting.fix
+    assert overfitting.change == {
+        "early_stopping": {"monitor": "val_loss", "patience": 3, "restore_best_weights": True}
+    }
     assert "OVER_CONFIDENCE" not in codes(result)
 
 
@@ -358,7 +361,8 @@ def test_nan_validation_values_are_left_out_of_the_noise():
     history = sampled_history(20, 0.7)
     history.loc[[4, 11], ["val_loss", "val_accuracy"]] = np.nan
     result = diagnose(history, run="gaps", **FULL, predictions=predictions_frame())
-    assert finding(result, "VALIDATION_SAMPLING_NOISE").evidence["epochs"] == 18
+    evidence = finding(result, "VALIDATION_SAMPLING_NOISE").evidence
+    assert evidence["epochs"] + evidence["warmup_epochs"] == 18  # warm-up: the first fifth
     assert "STABLE" in codes(result)
 
 

@@ -55,14 +55,15 @@ def learning_curve(epochs: int, movement: float, seed: int) -> np.ndarray:
 def test_a_calm_large_fixed_set_raises_no_alarm_where_the_sampling_yardstick_did():
     # 10 000 images move ~0.5 points an epoch with SGD: ten binomial standard errors of a
     # freshly drawn set of that size (0.3 points), which the old yardstick called a jump.
-    alarms = 0
+    alarms, scores = 0, []
     for seed in range(20):
         result = diagnose(
             converged_history(learning_curve(20, 0.005, seed)), run="c", **FIXED_10000
         )
         alarms += bool(warnings(result))
-        assert 0.6 < result.fluctuation_score < 1.6
+        scores.append(result.fluctuation_score)
     assert alarms <= 1
+    assert 0.8 < np.median(scores) < 1.3 and max(scores) < 2  # ≈ 1: noise
 
 
 def test_the_issues_textbook_curve_of_one_point_steps_is_within_its_noise():
@@ -88,8 +89,8 @@ def test_a_five_point_one_epoch_drop_on_a_calm_large_set_is_found_and_its_epoch_
 
 
 def test_a_statistically_clear_dip_below_the_practical_floor_is_no_warning():
-    curve = learning_curve(20, 0.002, seed=4)
-    curve[12] -= 0.02  # 10 standard deviations of movement, but 2 points
+    curve = learning_curve(20, 0.0015, seed=4)
+    curve[12] -= 0.025  # 17 standard deviations of movement, but 2.5 points
     result = diagnose(converged_history(curve), run="small", **FIXED_10000)
     noise = finding(result, "VALIDATION_SAMPLING_NOISE")
     assert noise.evidence["glitch_p_adjusted"] < 0.01

@@ -14,7 +14,7 @@ split into
     movement with them is theirs. A glitch is theirs when it vanishes with them.
   - UNSTABLE_OPTIMIZATION (batch-loss spikes or divergence): the weights themselves jump, so it
     claims what precise statistics leave (all of the rest without per-epoch evidence), and a
-    glitch in an epoch with spikes.
+    glitch in an epoch with spikes; a diverged run (non-finite loss) is all its.
   - what nobody claims is unexplained.
 
 The main cause of a curve beyond its noise is the one claiming most of the rest when that is
@@ -147,12 +147,19 @@ def decompose(
         if claimed > 0:
             claims[_batchnorm_code(causes)] = claimed
     unstable = causes.get(UNSTABLE)
-    if _warning(unstable) and rest - sum(claims.values()) > 0:
+    diverged = isinstance(unstable, Finding) and unstable.severity == "critical"
+    if diverged:
+        # Training diverged (a non-finite loss): every later score is meaningless, whatever
+        # the statistics do.
+        claims = {UNSTABLE: rest}
+    elif _warning(unstable) and rest - sum(claims.values()) > 0:
         claims[UNSTABLE] = rest - sum(claims.values())
     glitch_cause = None
     if noise.glitch_beyond:
         vanishes = _glitch_vanishes(noise, precise)
-        if vanishes:
+        if diverged:
+            glitch_cause = UNSTABLE
+        elif vanishes:
             glitch_cause = _batchnorm_code(causes)
         elif _warning(unstable) and (noise.glitch_epoch in spike_epochs or not spike_epochs):
             glitch_cause = UNSTABLE

@@ -67,6 +67,12 @@ def check_batchnorm(
             "population_gap",
             "population_se",
             "population_p",
+            # The augmentation shift's numbers too, so a fix's effect on them can be measured
+            # where AUGMENTATION_SHIFT does not fire.
+            "val_accuracy_recomputed_plain",
+            "shift_gap",
+            "shift_se",
+            "shift_p",
             "batchnorm_momentum",
             "batch_size",
             "recompute_batches",

@@ -41,8 +41,8 @@ from scipy import stats
 # A one-epoch glitch needs an epoch with a neighbour on each side: 3 epochs at least.
 MIN_EPOCHS_FOR_OUTLIERS = 3
 # Movement is estimated from at least this many second differences; below it the curve's
-# own movement is unknown.
-MIN_SECOND_DIFFERENCES = 4
+# own movement is unknown (the Monte-Carlo null accounts for how little three say).
+MIN_SECOND_DIFFERENCES = 3
 # The movement test needs 8 epochs (6 second differences).
 MIN_EPOCHS_FOR_MOVEMENT = 8
 # The exponential trend takes 4 degrees of freedom, too many for a short curve: below 15 epochs

@@ -21,6 +21,9 @@ The fluctuation score is the movement the curve shows (glitches included) over t
 √(s² + min(σ_m, floor)²): ≈ 1 for a curve that moves as sampling and ordinary training make it
 move, on fixed and shuffled sets alike; ≫ 1 when something else moves it.
 
+The first fifth of the epochs (warm-up) is left out: the model changes fastest there and
+BatchNorm's moving statistics trail it by design, so early jumps are expected.
+
 Assumptions: per-epoch deviations are independent and roughly normal; the trend changes
 slowly or monotonically (a monotone trend of any shape makes no one-epoch excess); movement is
 about constant over the epochs compared. val_loss is reported with its per-epoch standard
@@ -63,13 +66,16 @@ MOVEMENT_ALPHA = 0.05
 # neighbours must reach 3 points to matter for picking an epoch or a network.
 PRACTICAL_FLOOR = 0.03
 MAD_TO_SD = 1.4826
+# The first fifth of the epochs is warm-up (see estimate_noise): 2 of 10, 4 of 20.
+WARMUP_FRACTION = 5
 
 
 @dataclass(frozen=True)
 class NoiseEstimate:
     """A validation curve, its noise model and the tests against it."""
 
-    epochs: int
+    epochs: int  # tested: after the warm-up
+    warmup: int  # first epochs left out of the tests
     epoch_numbers: np.ndarray
     accuracy: np.ndarray
     sampling_se: np.ndarray  # per epoch; 0 for a fixed set
@@ -163,6 +169,11 @@ class NoiseEstimate:
         """Noise of val_loss for trend checks: the larger of its standard error and spread."""
         values = [v for v in (self.loss_se, self.loss_observed) if v is not None]
         return max(values) if values else None
+
+
+def warmup_epochs(epochs: int) -> int:
+    """How many first epochs are warm-up: a fifth of the run (none below 5 epochs)."""
+    return epochs // WARMUP_FRACTION
 
 
 def detrended_noise(values: np.ndarray) -> float | None:
@@ -278,20 +289,35 @@ def estimate_noise(
         elif curve is None:
             reason = "the number of validation images scored per epoch is unknown"
         return Skipped(SAMPLING_NOISE, reason)
-    accuracy = curve["accuracy"]
+    # The first epochs are the model's warm-up: it changes fastest there, and BatchNorm's
+    # moving statistics trail it by design. They are left out of the tests.
+    warmup = warmup_epochs(epochs)
+    accuracy = curve["accuracy"][warmup:]
+    epochs -= warmup
     sampling_se = (
         np.zeros(epochs)
         if curve["fixed_set"]
-        else binomial_se(accuracy, curve["scored"], curve["factor"])
+        else binomial_se(accuracy, curve["scored"][warmup:], curve["factor"])
     )
     sampling = float(np.sqrt(np.mean(sampling_se**2)))
     replicates = tuple(
-        c for c in (np.asarray(c, float) for c in replicate_curves) if np.isfinite(c).all()
+        c[warmup_epochs(len(c)) :]
+        for c in (np.asarray(c, float) for c in replicate_curves)
+        if np.isfinite(c).all()
     )
+    churned = curve["churn"]
+    if churned is not None and warmup:
+        churned = Churn(
+            *(
+                a[warmup:]
+                for a in (churned.fractions, churned.right_to_wrong, churned.wrong_to_right)
+            )
+        )
     allowed = math.sqrt(sampling**2 + PRACTICAL_FLOOR**2)
     return NoiseEstimate(
         epochs=epochs,
-        epoch_numbers=curve["epoch_numbers"],
+        warmup=warmup,
+        epoch_numbers=curve["epoch_numbers"][warmup:],
         accuracy=accuracy,
         sampling_se=sampling_se,
         images_scored=curve["images_scored"],
@@ -305,7 +331,7 @@ def estimate_noise(
         glitch=glitch_test(accuracy, sampling, replicates=replicates),
         glitch_at_floor=glitch_test(accuracy, known_scale=allowed),
         observed=observed_movement(accuracy),
-        churn=curve["churn"],
+        churn=churned,
         loss_se=curve["loss_se"],
         loss_se_source=curve["loss_se_source"],
         loss_observed=detrended_noise(curve["loss"][np.isfinite(curve["loss"])]),

@@ -35,6 +35,13 @@ PAIRED_DROP_ALPHA = 0.025
 # that generalises scores about the same on both (augmentation keeps training a bit lower).
 MEMORISATION_GAP = 0.10
 MEMORISATION_SIGMAS = 3.0
+# The fix: stop when val_loss has not improved for 3 epochs, and keep the best epoch's weights.
+EARLY_STOPPING_PATIENCE = 3
+EARLY_STOPPING = {
+    "monitor": "val_loss",
+    "patience": EARLY_STOPPING_PATIENCE,
+    "restore_best_weights": True,
+}
 
 
 def _paired_drop_p(record: ValidationRecord, rows: np.ndarray, best: int) -> float | None:
@@ -170,9 +177,11 @@ def check_overfitting(
                 "grows more confident on those it gets wrong, which cross-entropy punishes: "
                 "not overfitting. A checkpoint picked by lowest val_loss (best.keras) is not "
                 "the most accurate one.",
-                "do not stop early on val_loss: pick the epoch by val_accuracy (Keras "
-                "EarlyStopping(monitor='val_accuracy')); for calibrated probabilities, fit a "
-                "temperature on held-out data or train with label smoothing",
+                f"do not stop early on val_loss: keep the most accurate epoch "
+                f"({settings.key('checkpoint_monitor')}: val_accuracy); for calibrated "
+                "probabilities, fit a temperature on held-out data or train with label "
+                "smoothing",
+                {"checkpoint_monitor": "val_accuracy"},
             )
     more_data = "more images (images_per_class)"
     if settings.augmentation is False:
@@ -196,8 +205,8 @@ def check_overfitting(
         evidence,
         f"{rise}{accuracy_text}: the model memorises its training images instead of learning "
         f"what carries over to new ones.",
-        f"stop at the best epoch: set {settings.key('epochs')}: {best_epoch} (or use Keras "
-        f"EarlyStopping(monitor='val_loss', restore_best_weights=True)); {more_data} delays "
-        f"the rise",
-        {"epochs": int(best_epoch)} if best_epoch != settings.epochs else None,
+        f"stop at the best epoch: set {settings.key('early_stopping')}: {{monitor: val_loss, "
+        f"patience: {EARLY_STOPPING_PATIENCE}, restore_best_weights: true}} (Keras "
+        f"EarlyStopping; here the best epoch was {best_epoch}); {more_data} delays the rise",
+        {"early_stopping": dict(EARLY_STOPPING)},
     )

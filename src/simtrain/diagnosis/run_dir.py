@@ -43,7 +43,7 @@ def evidence_epochs(result: Diagnostics, epochs: int) -> list[int]:
     noise = next(f for f in result.findings if f.code == "VALIDATION_SAMPLING_NOISE")
     movement_p = noise.evidence.get("movement_p")
     if movement_p is not None and movement_p < MOVEMENT_ALPHA:
-        return list(range(1, epochs + 1))
+        return list(range(noise.evidence.get("warmup_epochs", 0) + 1, epochs + 1))
     glitch = noise.evidence.get("glitch_epoch")
     return [] if glitch is None else [e for e in (glitch - 1, glitch, glitch + 1) if e >= 1]
 

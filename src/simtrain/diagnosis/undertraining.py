@@ -7,17 +7,21 @@ comparison says so instead of "not distinguishable from chance").
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 
 from simtrain.diagnosis.findings import Finding, RunSettings, Skipped
 
-# Still falling fast: the last epoch lowered the training loss by 10 % or more of its value, and
+# Still falling fast: the last epochs lowered the training loss by 10 % or more an epoch, and
 # at no less than half the run's average pace per epoch (a curve that has not started to level
 # off); at that pace a few more epochs would change the result substantially. The pace condition
 # keeps a converged run whose loss creeps from 0.05 to 0.04 from counting.
 FAST_FALL_FRACTION = 0.10
 FAST_FALL_PACE = 0.5
+# The fall is measured over the last 3 epochs (a least-squares slope of the log loss).
+FALL_WINDOW = 3
 # Near chance: training accuracy within 10 % of the way from chance (1/classes) to perfect.
 NEAR_CHANCE_FRACTION = 0.10
 
@@ -43,14 +47,20 @@ def check_under_trained(
     evidence: dict = {"epochs": int(loss.size), "final_loss": loss[-1]}
     reasons = []
     if loss.size >= 2:
-        fall = (loss[-2] - loss[-1]) / max(loss[-2], 1e-12)
+        # Over the last epochs (not one: an epoch's loss moves with its batches), the
+        # per-epoch fall of the log loss and its pace against the run's average.
+        window = min(FALL_WINDOW, loss.size)
+        recent = np.log(np.maximum(loss[-window:], 1e-12))
+        slope = float(np.polyfit(np.arange(window), recent, 1)[0])
+        fall = 1 - math.exp(slope)
         average = (loss[0] - loss[-1]) / (loss.size - 1)
-        pace = (loss[-2] - loss[-1]) / average if average > 0 else 0.0
-        evidence |= {"last_epoch_loss_fall": fall, "last_epoch_pace_to_average": pace}
+        recent_fall = (loss[-window] - loss[-1]) / (window - 1)
+        pace = recent_fall / average if average > 0 else 0.0
+        evidence |= {"last_epochs_loss_fall": fall, "last_epochs_pace_to_average": pace}
         if fall >= FAST_FALL_FRACTION and pace >= FAST_FALL_PACE:
             reasons.append(
-                f"the last epoch still lowered the training loss by {fall:.0%} "
-                f"({loss[-2]:.3g} → {loss[-1]:.3g})"
+                f"the last {window} epochs still lowered the training loss by {fall:.0%} an "
+                f"epoch ({loss[-window]:.3g} → {loss[-1]:.3g})"
             )
     if accuracy is not None and chance is not None:
         limit = chance + NEAR_CHANCE_FRACTION * (1 - chance)

@@ -26,6 +26,16 @@ def _points(value: float) -> str:
     return f"{100 * value:.1f} points"
 
 
+def _warmup_sentence(noise: NoiseEstimate) -> str:
+    if not noise.warmup:
+        return ""
+    first = int(noise.epoch_numbers[0])
+    return (
+        f"The first {noise.warmup} epoch(s) are warm-up (the model changes fastest there and "
+        f"BatchNorm's moving statistics trail it by design); the tests start at epoch {first}. "
+    )
+
+
 def _set_sentence(noise: NoiseEstimate) -> str:
     m, n = noise.images_scored, noise.validation_images
     if noise.fixed_set:
@@ -127,6 +137,7 @@ def evidence_of(noise: NoiseEstimate, decomposition: Decomposition) -> dict:
         "fixed_validation_set": noise.fixed_set,
         "finite_population_factor": noise.finite_population_factor,
         "epochs": noise.epochs,
+        "warmup_epochs": noise.warmup,
         "alpha": ALPHA,
         "movement_alpha": MOVEMENT_ALPHA,
         "practical_floor": PRACTICAL_FLOOR,
@@ -212,6 +223,7 @@ def check_sampling_noise(
         "(validation sampling and ordinary training movement)",
         evidence_of(noise, decomposition),
         _set_sentence(noise)
+        + _warmup_sentence(noise)
         + _movement_sentence(noise)
         + _tests_sentence(noise)
         + " "
