@@ -14,6 +14,8 @@ SETTINGS = {
     "model": "small_cnn",
     "epochs": 12,
     "batch_size": 32,
+    "learning_rate": 0.002,
+    "optimizer": "adam",
     "steps_per_epoch": 3,
     "validation_steps": 1,
     "augmentation": {"zoom": 0.2, "interpolation": "bilinear"},
@@ -105,3 +107,19 @@ def test_the_coverage_checks_state_their_fix_as_a_config_change(check, change):
     )
     history = pd.DataFrame({"epoch": range(1, 13), "loss": 1.0, "val_loss": 1.0})
     assert check(history, settings).change == change
+
+
+def test_a_change_that_could_not_train_is_not_verified_and_says_why():
+    diagnostics = [
+        {
+            "findings": [
+                # A step schedule without its parameters: the sibling's job would fail.
+                finding("UNEXPLAINED_FLUCTUATION", change={"lr_schedule": {"kind": "step"}}),
+                finding("UNDER_TRAINED", change={"epochs": 24}),
+            ]
+        }
+    ]
+    plan = plan_fixes("r", SETTINGS, diagnostics)
+    assert [fix["code"] for fix in plan["fixes"]] == ["UNDER_TRAINED"]
+    (reason,) = [item["reason"] for item in plan["not_verified"]]
+    assert "cannot train" in reason and "lr_schedule" in reason

@@ -90,6 +90,7 @@ def write_run(
         "best_epoch": rows,
         "seconds": 2.0 * rows,
         "images_per_second": train_images / 2.0,
+        **({"seed_independent": True} if model == "baseline" else {}),
     }
     (run_dir / "metrics.json").write_text(json.dumps(metrics))
     diagnostics = {
@@ -413,3 +414,50 @@ def test_one_seed_verdicts_say_the_training_variance_is_unknown(tmp_path, runs):
     assert "training variance unknown" not in cnn
     [row] = [line for line in markdown.splitlines() if line.startswith("| `small_cnn` |")]
     assert "| unknown | yes |" in row
+
+
+def add_precise_bn(run_dir: Path, correct: np.ndarray) -> None:
+    """predictions_precise_bn.tsv right exactly where `correct` is True."""
+    predictions = pd.read_csv(run_dir / "predictions.tsv", sep="\t")
+    true = truth()
+    predicted = np.where(correct, true, (true + 1) % len(CLASSES))
+    predictions["predicted"] = [CLASSES[i] for i in predicted]
+    predictions.to_csv(run_dir / "predictions_precise_bn.tsv", sep="\t", index=False)
+
+
+def test_the_comparison_decides_on_precise_bn_and_shows_the_last_epoch_beside_it(tmp_path):
+    # The issue's default: three seeds whose last epochs land at 0.72 / 0.965 / 0.895 while
+    # the same weights with precise BN statistics score 0.915 / 0.97 / 0.9.
+    dirs = [write_run(tmp_path, "hog", "baseline", correct_mask(0.715, 99))]
+    for k, (last, precise) in enumerate([(0.72, 0.915), (0.965, 0.97), (0.895, 0.9)]):
+        run_dir = write_run(
+            tmp_path, "cnn", "small_cnn", correct_mask(last, k), replicate=k, seed=42 + k
+        )
+        add_precise_bn(run_dir, correct_mask(precise, 10 + k))
+        dirs.append(run_dir)
+    table = compare_runs([load_run(d) for d in dirs]).set_index("run")
+    cnn = table.loc["cnn"]
+    assert cnn["measure"] == "precise BN"
+    assert cnn["accuracy"] == pytest.approx((0.915 + 0.97 + 0.9) / 3, abs=1e-3)
+    assert cnn["final_val_accuracy"] == pytest.approx((0.72 + 0.965 + 0.895) / 3, abs=1e-3)
+    assert cnn["seed_accuracies"] == "0.915 0.970 0.900"
+    assert cnn["final_seed_accuracies"] == "0.720 0.965 0.895"
+    assert cnn["beats_baseline"] == "yes" and cnn["p_holm"] < 0.05
+    assert "paired by seed" in cnn["test"]  # the baseline trains one model whatever its seed
+    assert cnn["seed_instability"] == (
+        "yes: BATCHNORM_STATISTICS (precise BN statistics remove the spread)"
+    )
+    # The baseline has no BatchNorm: its accuracy is its final model's.
+    assert table.loc["hog", "accuracy"] == table.loc["hog", "final_val_accuracy"]
+
+
+def test_seeds_that_agree_are_stable_and_a_spread_precise_bn_keeps_has_no_named_cause(tmp_path):
+    from simtrain.reporting.run_summary import seed_effect, seed_instability
+
+    calm = np.stack([correct_mask(0.8, k) for k in range(3)])
+    spread, p_value = seed_effect(calm)
+    assert spread < 0.03 or p_value >= 0.01
+    assert seed_instability(calm, calm) == ""
+    wide = np.stack([correct_mask(a, k) for k, a in enumerate([0.6, 0.9, 0.75])])
+    assert seed_instability(wide, wide) == "yes: cause unknown"
+    assert seed_instability(wide[:1], wide[:1]) == ""  # one seed: nothing to compare

@@ -44,6 +44,8 @@ ARTIFACTS = [
     "config.resolved.yaml",
     "validation_record.npz",
     "epochs",
+    "precise_bn.keras",
+    "predictions_precise_bn.tsv",
 ]
 
 
@@ -90,6 +92,11 @@ def test_each_model_trains_and_writes_every_artifact(packed, tmp_path, model):
     metrics = train_run(**spec(packed, tmp_path, model=model, epochs=2))
     assert sorted(os.listdir(tmp_path)) == sorted(ARTIFACTS)
     # Each epoch's weights for the diagnosis: kept for a small model, not for ResNet50.
+    # The robust score: the final weights with precise BatchNorm statistics.
+    precise = read(tmp_path, "predictions_precise_bn.tsv")
+    assert (precise["index"] == read(tmp_path, "predictions.tsv")["index"]).all()
+    accuracy = (precise["true"] == precise["predicted"]).mean()
+    assert metrics["precise_bn_val_accuracy"] == pytest.approx(accuracy)
     kept = sorted(os.listdir(tmp_path / "epochs"))
     assert kept == (
         ["epoch-001.weights.h5", "epoch-002.weights.h5"] if model == "small_cnn" else []

@@ -70,7 +70,10 @@ def library_files(script):
 
 def shard_dirs(klass):
     if klass in FOLDER_CLASSES:
-        images, per_shard = len(class_images(klass)), config["ingest"]["images_per_shard"]
+        images, per_shard = (
+            len(class_images(klass)),
+            config["ingest"]["images_per_shard"],
+        )
     else:
         images, per_shard = config["images_per_class"], config["images_per_shard"]
     n = shard_count(images, per_shard)
@@ -260,6 +263,15 @@ TRAIN_OUTPUTS = [
 ]
 
 
+# What only a deep run writes (the baseline has no batches, network or BatchNorm).
+DEEP_OUTPUTS = ["batches.tsv", "model.keras", "predictions_precise_bn.tsv"]
+
+
+def deep_run_files(*names, runs):
+    """run_files of the deep runs among `runs`."""
+    return run_files(*names, runs=[run for run in runs if is_deep(run)])
+
+
 def is_deep(run):
     return parse_sibling(run)[0] in DEEP_RUNS
 
@@ -276,8 +288,6 @@ def run_model_file(run, replicate, choice="final"):
 def run_outputs(wildcards):
     """A replicate's training outputs: the deep rule's when it has a model, else the
     baseline's."""
-    names = TRAIN_OUTPUTS + (
-        ["batches.tsv", "model.keras"] if is_deep(wildcards.run) else []
-    )
+    names = TRAIN_OUTPUTS + (DEEP_OUTPUTS if is_deep(wildcards.run) else [])
     seed_dir = f"results/runs/{wildcards.run}/seed-{wildcards.replicate}"
     return [f"{seed_dir}/{name}" for name in names]

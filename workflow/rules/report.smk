@@ -70,6 +70,7 @@ rule compare_runs:
     input:
         # Siblings included: an input function, so it waits for the plan_fixes checkpoints.
         runs=lambda w: run_files(*TRAIN_OUTPUTS, runs=all_runs()),
+        robust=lambda w: deep_run_files("predictions_precise_bn.tsv", runs=all_runs()),
         diagnostics=lambda w: run_files("diagnostics.json", runs=all_runs()),
         fixes=expand("results/runs/{run}/fixes.tsv", run=VERIFYING_RUNS),
         code=library_files("report_comparison.py"),
@@ -146,8 +147,12 @@ rule verify_fixes:
         plan="results/runs/{run}/fixes.json",
         runs=lambda w: run_files(
             "predictions.tsv",
+            "predictions_precise_bn.tsv",
             "history.tsv",
             "metrics.json",
+            # The symptoms: batch-loss spikes, and early stopping scored held out.
+            "batches.tsv",
+            "validation_record.npz",
             runs=[w.run, *siblings(w.run)],
         ),
         diagnostics=lambda w: run_files(

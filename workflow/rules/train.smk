@@ -11,6 +11,10 @@ rule train_run:
         model="results/runs/{run}/seed-{replicate}/model.keras",
         best="results/runs/{run}/seed-{replicate}/best.keras",
         record="results/runs/{run}/seed-{replicate}/validation_record.npz",
+        # The final weights with precise BatchNorm statistics, and their predictions: the
+        # score the comparison decides on (robust to where the last epoch landed).
+        precise_bn="results/runs/{run}/seed-{replicate}/precise_bn.keras",
+        robust="results/runs/{run}/seed-{replicate}/predictions_precise_bn.tsv",
         # Each epoch's weights (small models only; empty otherwise): the diagnosis attributes
         # a jump of the validation curve at the epoch where it happened.
         epochs=directory("results/runs/{run}/seed-{replicate}/epochs"),

@@ -14,8 +14,24 @@ from typing import Any
 
 from simtrain.common.files import write_text
 from simtrain.common.runs import apply_change, sibling_name
+from simtrain.training.model_params import model_params_problem
+from simtrain.training.options import OptionError, training_options
 
 VERIFIABLE_SEVERITIES = ("warning", "critical")
+
+
+def change_problem(settings: Mapping[str, Any], change: Mapping[str, Any]) -> str | None:
+    """Why the run's settings with `change` applied could not train (checked as the plan
+    checks a configured run, without Keras), or None."""
+    changed = apply_change(settings, change)
+    if changed.get("model") == "baseline":
+        return "the baseline has no training settings to change"
+    try:
+        training_options(changed)
+    except OptionError as error:
+        return str(error)
+    problem = model_params_problem(changed["model"], changed.get("model_params") or {})
+    return None if problem is None else str(problem)
 
 
 def plan_fixes(
@@ -42,6 +58,8 @@ def plan_fixes(
                 not_verified.setdefault(code, f"its fix is not one config change: {finding['fix']}")
             elif apply_change(settings, change) == dict(settings):
                 not_verified.setdefault(code, f"the run already has {json.dumps(change)}")
+            elif (problem := change_problem(settings, change)) is not None:
+                not_verified.setdefault(code, f"{json.dumps(change)} cannot train: {problem}")
             else:
                 not_verified.pop(code, None)
                 fixes[code] = {

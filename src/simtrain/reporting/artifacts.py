@@ -25,6 +25,7 @@ from simtrain.reporting.plots import (
 from simtrain.reporting.run_results import load_run
 from simtrain.reporting.verification import (
     RunGroup,
+    decide,
     plot_before_after,
     verify_fixes,
     write_verification,
@@ -77,11 +78,19 @@ def compare_run_dirs(
     fix_tables: Sequence[str | os.PathLike] = (),
 ) -> None:
     results = [load_run(d) for d in run_dirs]
-    table = compare_runs(results)
     verified = [
         pd.read_csv(path, sep="\t").assign(run=Path(path).parent.name) for path in fix_tables
     ]
-    write_comparison(table, tsv, markdown, pd.concat(verified) if verified else None)
+    fixes = pd.concat(verified, ignore_index=True) if verified else None
+    symptom_p = [] if fixes is None else fixes["symptom_p"].tolist()
+    # One Holm family for everything comparison.md tests: the baseline tests and the fixes'.
+    table = compare_runs(results, other_tests=symptom_p)
+    if fixes is not None:
+        fixes["symptom_p_holm"] = table.attrs["other_p_holm"]
+        decided = [decide(row, row["symptom_p_holm"]) for _, row in fixes.iterrows()]
+        fixes["verdict"] = [verdict for verdict, _ in decided]
+        fixes["reason"] = [reason for _, reason in decided]
+    write_comparison(table, tsv, markdown, fixes)
     failpoint("compare.between_files")
     histories = {
         run: [r.history for r in group if r.history is not None]

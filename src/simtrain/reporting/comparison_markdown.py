@@ -23,12 +23,14 @@ def _fmt(value: object) -> str:
     return str(value)
 
 
-def _accuracy_text(row: pd.Series) -> str:
-    """'0.830 [0.780, 0.870]': three decimals resolve the interval of a few thousand images."""
-    if math.isnan(row["final_ci_low"]):
-        return _fmt(row["final_val_accuracy"])
-    values = (row["final_val_accuracy"], row["final_ci_low"], row["final_ci_high"])
-    return "{:.3f} [{:.3f}, {:.3f}]".format(*values)
+def _accuracy_text(row: pd.Series, prefix: str = "") -> str:
+    """'0.830 [0.780, 0.870]': three decimals resolve the interval of a few thousand images.
+    prefix "": the decision measure (accuracy, ci_low, ci_high); "final_": the last epoch."""
+    value = row[f"{prefix}accuracy" if not prefix else "final_val_accuracy"]
+    low, high = row[f"{prefix}ci_low"], row[f"{prefix}ci_high"]
+    if math.isnan(low):
+        return _fmt(value)
+    return f"{value:.3f} [{low:.3f}, {high:.3f}]"
 
 
 def _p_text(p_value: float) -> str:
@@ -65,10 +67,10 @@ def _reading(row: pd.Series, baseline: pd.Series | None) -> tuple[str, bool | No
     above = None
     # Every verdict on a one-seed run says that another seed could land elsewhere.
     caveat = f" ({UNKNOWN})" if _one_seed(row) else ""
-    if math.isnan(row["final_ci_low"]) or math.isnan(level):
+    if math.isnan(row["ci_low"]) or math.isnan(level):
         text += "; no predictions, so not judged against chance"
     else:
-        above = bool(row["final_ci_low"] > level)
+        above = bool(row["ci_low"] > level)
         if above:
             text += f"; above chance{caveat}"
         elif row.get("under_trained") == "yes":
@@ -83,7 +85,7 @@ def _reading(row: pd.Series, baseline: pd.Series | None) -> tuple[str, bool | No
     elif row["beats_baseline"] == "yes":
         text += f"; beats the baseline ({_test_text(row)}{caveat})"
     elif row["beats_baseline"] == "no" and baseline is not None:
-        difference = row["final_val_accuracy"] - baseline["final_val_accuracy"]
+        difference = row["accuracy"] - baseline["accuracy"]
         significant = _decision_p(row) < ALPHA
         if difference > 0:
             text += "; higher than the baseline, but not significantly"
@@ -94,6 +96,13 @@ def _reading(row: pd.Series, baseline: pd.Series | None) -> tuple[str, bool | No
         text += f" ({_test_text(row)}{caveat})"
     if row["main_finding"] not in ("", "STABLE"):
         text += f"; learning-curve diagnosis: `{row['main_finding']}` (see its diagnostics)"
+    if str(row.get("seed_instability") or "").startswith("yes"):
+        cause = str(row["seed_instability"]).removeprefix("yes: ")
+        seeds = row["final_seed_accuracies"]
+        text += (
+            f"; **seed instability**: its seeds' last-epoch accuracies ({seeds}) differ "
+            f"beyond what the images explain — {cause}"
+        )
     return text + ".", above
 
 
@@ -107,14 +116,16 @@ def comparison_markdown(table: pd.DataFrame, verified: pd.DataFrame | None = Non
         name = untested["run"].iloc[0] if len(untested) else None
     matches = table[table["run"] == name]
     baseline = matches.iloc[0] if len(matches) else None
-    header = ["run", "model", "seeds", "train images", "epochs", "final accuracy [95 % CI]"]
-    header += ["per seed", "best", "chance", "fluctuation", "main finding", "images/s"]
-    header += ["seconds", "training variance", "beats baseline", "p", "p (Holm)"]
+    header = ["run", "model", "seeds", "train images", "epochs", "accuracy [95 % CI]"]
+    header += ["per seed", "last epoch [95 % CI]", "last epochs' mean", "best", "chance"]
+    header += ["fluctuation", "main finding", "images/s", "seconds", "training variance"]
+    header += ["beats baseline", "p", "p (Holm)"]
     lines = ["# Which runs tell the classes apart?", ""]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for _, row in table.iterrows():
         cells = [f"`{row['run']}`", row["model"], row["seeds"], row["train_images"]]
         cells += [row["epochs"], _accuracy_text(row), row["seed_accuracies"]]
+        cells += [_accuracy_text(row, "final_"), row["last_epochs_val_accuracy"]]
         cells += [row["best_val_accuracy"], max(row["chance"], row["majority_rate"])]
         cells += [row["fluctuation_score"], row["main_finding"], row["images_per_second"]]
         cells += [row["training_seconds"], row.get("training_variance")]
@@ -138,8 +149,14 @@ def comparison_markdown(table: pd.DataFrame, verified: pd.DataFrame | None = Non
         lines[-1] += f" **Beat the baseline `{baseline['run']}`:** {', '.join(beating) or 'none'}."
     lines += [""] + [f"- {text}" for text, _ in readings] + [""]
     lines.append(
-        "Final accuracy is measured after training on every validation image, for each seed "
-        "replicate; with several seeds the table shows their mean, and the bracket is a 95 % "
+        "**Accuracy** — the measure every verdict here decides on — is the final weights' on "
+        "every validation image with **precise BatchNorm statistics** (recomputed over "
+        "un-augmented training batches after training, as PreciseBN in pycls and detectron2; "
+        "for a model without BatchNorm and for the baseline, the final model's): it measures what "
+        "the network learned, not where its moving statistics happened to be at the last epoch. "
+        "Beside it: the last epoch with the stored statistics, and the mean of the last "
+        "epochs' validation accuracy. For each seed replicate; with several seeds the table shows "
+        "their mean, and the bracket is a 95 % "
         "interval that counts the seed-to-seed (training) variance and the validation images' "
         "sampling once each (variance components of seeds × images, as a logit-scale score "
         "interval). **A run with one seed gets a Wilson interval over the images only: it "
@@ -148,14 +165,18 @@ def comparison_markdown(table: pd.DataFrame, verified: pd.DataFrame | None = Non
         "(1/number of classes, or the largest class's share if higher) has not shown it can "
         "tell the classes apart. `best` is the highest per-epoch validation accuracy, picked "
         "after the fact among noisy values, so it overstates how the model does on new images. "
-        f"'Beats baseline' needs a higher mean final accuracy and a Holm-adjusted p < {ALPHA} "
+        f"'Beats baseline' needs a higher mean accuracy and a Holm-adjusted p < {ALPHA} "
         "over all the table's baseline tests (p is each test's own): an exact McNemar test on "
         "the images where exactly one of the two runs is right when both have one seed (two "
         "seeds of one equally good network differ 'significantly' this way about a third of the "
         "time when seeds vary as much as the default config's), a t test on the seed-by-seed "
         "differences when both runs were trained with the same seeds, else both runs' intervals "
         "combined (the test's name is in comparison.tsv). A fluctuation score near 1 means the "
-        "validation curve wiggles no more than its number of images explains."
+        "validation curve moves no more than validation sampling and ordinary training "
+        "movement explain; the main finding of a curve beyond that is its cause. **Seed "
+        "instability**: the seeds' last-epoch accuracies differ beyond what the images explain "
+        "(an F test at 0.01 and a spread of at least 3 points), with the cause when precise "
+        "BatchNorm statistics remove it."
     )
     verifying = table[table["verifies"].fillna("") != ""] if "verifies" in table else table[:0]
     if len(verifying):
@@ -163,12 +184,22 @@ def comparison_markdown(table: pd.DataFrame, verified: pd.DataFrame | None = Non
         lines[-1] += "see `results/runs/<run>/fixes.md` for confirmed / not confirmed."
     if verified is not None and len(verified):
         lines += ["", "## Verified fixes", ""]
-        lines += ["| run | finding | change | verdict | accuracy before → after | p | why |"]
-        lines += ["|---|---|---|---|---|---|---|"]
+        lines += [
+            "Each fix's symptom test is Holm-adjusted together with the baseline tests above "
+            "(one family for this report), so a verdict here can be stricter than in the run's "
+            "fixes.md.",
+            "",
+            "| run | finding | change | verdict | symptom before → after | p (Holm) "
+            "| accuracy before → after | why |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for _, fix in verified.iterrows():
+            symptom = f"{fix['symptom']}: {_fmt(fix['symptom_before'])} → "
+            symptom += _fmt(fix["symptom_after"])
             accuracy = f"{fix['accuracy_before']:.3f} → {fix['accuracy_after']:.3f}"
             cells = [f"`{fix['run']}`", f"`{fix['finding']}`", f"`{fix['change']}`"]
-            cells += [f"**{fix['verdict']}**", accuracy, _fmt(fix["p_value"]), fix["reason"]]
+            cells += [f"**{fix['verdict']}**", symptom, _fmt(fix["symptom_p_holm"]), accuracy]
+            cells += [fix["reason"]]
             lines.append("| " + " | ".join(map(str, cells)) + " |")
     return "\n".join(lines) + "\n"
 

@@ -241,20 +241,24 @@ def plot_validation_accuracy(
 
 
 def plot_best_accuracy(table: pd.DataFrame, path: str | os.PathLike) -> None:
-    """Per run: final accuracy with its 95 % interval, best epoch's accuracy, and chance."""
+    """Per run: accuracy (precise BN, the decision measure) with its 95 % interval, the last
+    epoch's with stored statistics, the best epoch's, and chance."""
     table = table.reset_index(drop=True)
     rows = np.arange(len(table))[::-1]  # first run at the top
     figure, axis = plt.subplots(figsize=(8, 1.5 + 0.5 * len(table)))
-    final = table["final_val_accuracy"].to_numpy(dtype=float)
-    errors = _interval_errors(final, table["final_ci_low"], table["final_ci_high"])
+    accuracy = table["accuracy"].to_numpy(dtype=float)
+    errors = _interval_errors(accuracy, table["ci_low"], table["ci_high"])
     axis.errorbar(
-        final,
+        accuracy,
         rows,
         xerr=errors,
         fmt="o",
         color="C0",
         capsize=4,
-        label="final accuracy, 95 % interval",
+        label="accuracy (precise BN), 95 % interval",
+    )
+    axis.scatter(
+        table["final_val_accuracy"], rows, marker="x", color="C2", label="last epoch (stored BN)"
     )
     axis.scatter(
         table["best_val_accuracy"],
@@ -279,15 +283,15 @@ def plot_best_accuracy(table: pd.DataFrame, path: str | os.PathLike) -> None:
 
 
 def plot_learning_curve(points: pd.DataFrame, path: str | os.PathLike) -> None:
-    """Final accuracy (95 % interval) vs number of training images, one line per model."""
+    """Accuracy (95 % interval) vs number of training images, one line per model."""
     if points.empty:
         _message(path, "no data-size sweep: every model was trained on one training-set size")
         return
     figure, axis = plt.subplots(figsize=(7, 4.5))
     for number, (model, group) in enumerate(points.groupby("model", sort=True)):
         group = group.sort_values("train_images")
-        accuracy = group["final_val_accuracy"].to_numpy(dtype=float)
-        errors = _interval_errors(accuracy, group["final_ci_low"], group["final_ci_high"])
+        accuracy = group["accuracy"].to_numpy(dtype=float)
+        errors = _interval_errors(accuracy, group["ci_low"], group["ci_high"])
         axis.errorbar(
             group["train_images"].to_numpy(dtype=float),
             accuracy,

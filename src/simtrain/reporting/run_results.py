@@ -25,6 +25,8 @@ class RunResult:
     batches: pd.DataFrame | None
     predictions: pd.DataFrame | None
     diagnostics: dict | None
+    # The final weights with precise BatchNorm statistics (deep runs with BatchNorm).
+    robust_predictions: pd.DataFrame | None = None
 
     @property
     def replicate(self) -> int:
@@ -48,9 +50,19 @@ class RunResult:
 
     @property
     def correct(self) -> np.ndarray | None:
+        """Right/wrong per validation image: the last epoch, stored statistics."""
         if self.predictions is None:
             return None
         return (self.predictions["true"] == self.predictions["predicted"]).to_numpy(dtype=bool)
+
+    @property
+    def robust_correct(self) -> np.ndarray | None:
+        """Right/wrong per image with precise BatchNorm statistics; the final model's when
+        the run has none (no BatchNorm, or the baseline)."""
+        frame = self.robust_predictions
+        if frame is None:
+            return self.correct
+        return (frame["true"] == frame["predicted"]).to_numpy(dtype=bool)
 
 
 def _read_table(path: Path) -> pd.DataFrame | None:
@@ -61,19 +73,30 @@ def _read_json(path: Path) -> dict | None:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
+def _read_predictions(path: Path) -> pd.DataFrame | None:
+    if not path.is_file():
+        return None
+    predictions = read_predictions(path)
+    missing = {"index", "true", "predicted"} - set(predictions.columns)
+    if missing:
+        raise ValueError(f"{path}: missing columns {sorted(missing)}")
+    return predictions.astype({"true": str, "predicted": str})
+
+
 def load_run(run_dir: str | Path) -> RunResult:
     """Read a replicate's folder; metrics.json is required, every other file is optional."""
     run_dir = Path(run_dir)
     metrics = _read_json(run_dir / "metrics.json")
     if metrics is None:
         raise ValueError(f"{run_dir / 'metrics.json'}: missing; every run must write metrics.json")
-    path = run_dir / "predictions.tsv"
-    predictions = read_predictions(path) if path.is_file() else None
-    if predictions is not None:
-        missing = {"index", "true", "predicted"} - set(predictions.columns)
-        if missing:
-            raise ValueError(f"{run_dir / 'predictions.tsv'}: missing columns {sorted(missing)}")
-        predictions = predictions.astype({"true": str, "predicted": str})
+    predictions = _read_predictions(run_dir / "predictions.tsv")
+    robust = _read_predictions(run_dir / "predictions_precise_bn.tsv")
+    if (
+        robust is not None
+        and predictions is not None
+        and not robust["index"].equals(predictions["index"])
+    ):
+        raise ValueError(f"{run_dir}: predictions_precise_bn.tsv lists other images")
     return RunResult(
         run=str(metrics.get("run", _run_name(run_dir))),
         run_dir=run_dir,
@@ -83,6 +106,7 @@ def load_run(run_dir: str | Path) -> RunResult:
         batches=_read_table(run_dir / "batches.tsv"),
         predictions=predictions,
         diagnostics=_read_json(run_dir / "diagnostics.json"),
+        robust_predictions=robust,
     )
 
 

@@ -1,14 +1,20 @@
 """Was a diagnosed fix right? A run against its sibling trained with exactly the fix's change.
 
 The sibling shares the run's data, validation images and replicate seeds, so the comparison is
-paired image by image (and seed by seed). A fix is *confirmed* when, in the sibling,
+paired image by image and seed by seed. A fix is
 
-1. the finding is gone (no WARNING/CRITICAL of that code in any replicate),
-2. the symptom the finding is about improved (`SYMPTOMS`), and
-3. the final accuracy is not significantly lower (two-sided test, `ALPHA`).
+- **inconclusive** when the sibling did not learn (its accuracy's interval reaches chance, or it
+  is UNDER_TRAINED): a run that learns nothing trivially loses every symptom;
+- **confirmed** when, in the sibling, (1) the finding is gone (no WARNING/CRITICAL of its code in
+  any replicate), (2) the symptom the finding names improved, by its own one-sided test
+  (`symptoms`), significant after Holm's correction over the plan's fixes, and (3) accuracy is
+  non-inferior: it fell by less than NON_INFERIORITY_MARGIN (a one-sided test that shows it,
+  not "no significant drop");
+- **not confirmed** otherwise, with the reasons.
 
 For PARTIAL_EPOCH or PARTIAL_VALIDATION the change removes the very setting the check looks
-at, so (1) holds by construction; (2) is what makes the verdict an experiment.
+at, so (1) holds by construction; (2) and (3) are what make the verdict an experiment. The
+comparison (comparison.md) adjusts these tests again over all of its tests.
 """
 
 from __future__ import annotations
@@ -23,25 +29,16 @@ import numpy as np
 import pandas as pd
 
 from simtrain.common.files import write_text
-from simtrain.reporting.comparison import correct_matrix, summarise_group
+from simtrain.reporting.comparison import correct_matrix, replicate_seeds, summarise_group
 from simtrain.reporting.plots import plt, save_figure
 from simtrain.reporting.run_results import RunResult
-from simtrain.reporting.statistics import compare_accuracy
+from simtrain.reporting.statistics import holm, non_inferiority
+from simtrain.reporting.symptoms import SYMPTOMS, cross_fitted, symptom_test
+from simtrain.reporting.variance_components import pair_by_seed
 
 ALPHA = 0.05
-# What each finding says is wrong, as a measurable symptom of the run:
-# accuracy: the final accuracy on the same images rises significantly (paired test);
-# curve_movement: the validation curve moves less from epoch to epoch (mean |Δ val_accuracy|);
-# final_val_loss: the last epoch's validation loss is lower;
-# finding: the finding itself (a spike or NaN check) is the symptom.
-SYMPTOMS = {
-    "PARTIAL_EPOCH": "accuracy",
-    "AUGMENTATION_SHIFT": "accuracy",
-    "BATCHNORM_STATISTICS": "accuracy",
-    "UNDER_TRAINED": "accuracy",
-    "PARTIAL_VALIDATION": "curve_movement",
-    "OVERFITTING": "final_val_loss",
-}
+# The accuracy a fix may cost and still count: two points.
+NON_INFERIORITY_MARGIN = 0.02
 COLUMNS = [
     "finding",
     "severity",
@@ -50,16 +47,20 @@ COLUMNS = [
     "verdict",
     "reason",
     "finding_in_sibling",
+    "learned",
     "symptom",
     "symptom_before",
     "symptom_after",
+    "symptom_test",
+    "symptom_p",
+    "symptom_p_holm",
     "accuracy_before",
     "ci_before",
     "accuracy_after",
     "ci_after",
-    "accuracy_difference",
-    "test",
-    "p_value",
+    "non_inferiority_margin",
+    "non_inferiority_lower_bound",
+    "non_inferiority_p",
     "fluctuation_before",
     "fluctuation_after",
 ]
@@ -83,76 +84,113 @@ class RunGroup:
             )
         ]
 
-    def mean(self, values: Sequence[float | None]) -> float:
-        finite = [float(v) for v in values if v is not None and math.isfinite(float(v))]
-        return float(np.mean(finite)) if finite else math.nan
 
-    def symptom(self, symptom: str) -> float:
-        histories = [r.history for r in self.replicates if r.history is not None]
-        if symptom == "curve_movement":
-            return self.mean([h["val_accuracy"].diff().abs().mean() for h in histories])
-        if symptom == "final_val_loss":
-            return self.mean([h["val_loss"].iloc[-1] for h in histories if len(h)])
-        return math.nan
+def _paired(before: RunGroup, after: RunGroup) -> tuple[list[int], list[int]] | None:
+    seeds_b, seeds_a = replicate_seeds(before.replicates), replicate_seeds(after.replicates)
+    return None if seeds_b is None or seeds_a is None else pair_by_seed(seeds_a, seeds_b)
 
 
-def verify_fix(fix: Mapping, before: RunGroup, after: RunGroup) -> dict:
-    """One row of the verification table: the evidence, and confirmed / not confirmed."""
-    code, symptom = fix["code"], SYMPTOMS.get(fix["code"], "finding")
+def _non_inferior(code: str, before: RunGroup, after: RunGroup):
+    """Non-inferiority of the sibling's accuracy (held out for OVERFITTING's early stop)."""
+    if code == "OVERFITTING":
+        correct_a = np.stack([cross_fitted(r.run_dir) for r in after.replicates])
+        correct_b = np.stack([r.correct for r in before.replicates])
+    else:
+        correct_a, correct_b = correct_matrix(after.replicates), correct_matrix(before.replicates)
+    pairs = _paired(before, after)
+    if pairs is not None and len(pairs[0]) > 1:
+        return non_inferiority(
+            correct_a[pairs[0]], correct_b[pairs[1]], NON_INFERIORITY_MARGIN, paired=True
+        )
+    return non_inferiority(correct_a, correct_b, NON_INFERIORITY_MARGIN)
+
+
+def evidence_row(fix: Mapping, before: RunGroup, after: RunGroup) -> dict:
+    """One row of the verification table with every measurement; `decide` adds the verdict."""
+    code = fix["code"]
     row: dict = {
         "finding": code,
         "severity": fix["severity"],
         "sibling": after.run,
         "change": json.dumps(fix["change"]),
-        "symptom": symptom,
     }
     still = after.flagged(code)
     row["finding_in_sibling"] = f"still in seeds {still}" if still else "gone"
-    correct = {}
+    summaries = {}
     for name, group in (("before", before), ("after", after)):
-        correct[name] = correct_matrix(group.replicates)
-        if correct[name] is None:
+        correct = correct_matrix(group.replicates)
+        if correct is None:
             raise ValueError(f"{group.run}: every replicate needs predictions.tsv")
-        # The comparison table's numbers for the run: mean accuracy, interval, fluctuation.
-        summary = summarise_group(group.replicates, correct[name])
-        row[f"accuracy_{name}"] = summary["final_val_accuracy"]
-        row[f"ci_{name}"] = f"[{summary['final_ci_low']:.3f}, {summary['final_ci_high']:.3f}]"
+        summaries[name] = summarise_group(
+            group.replicates, correct, correct_matrix(group.replicates, "final")
+        )
+        summary = summaries[name]
+        row[f"accuracy_{name}"] = summary["accuracy"]
+        row[f"ci_{name}"] = f"[{summary['ci_low']:.3f}, {summary['ci_high']:.3f}]"
         row[f"fluctuation_{name}"] = summary["fluctuation_score"]
-    test = compare_accuracy(correct["after"], correct["before"])
-    row.update(accuracy_difference=test.difference, test=test.test, p_value=test.p_value)
-    worse = test.difference < 0 and test.p_value < ALPHA
-    if symptom == "accuracy":
-        row["symptom_before"], row["symptom_after"] = row["accuracy_before"], row["accuracy_after"]
-        improved = test.difference > 0 and test.p_value < ALPHA
-        effect = f"{test.difference:+.3f}, p = {test.p_value:.2g}"
-        claim = f"final accuracy rose significantly ({effect})"
-        failed = f"final accuracy did not rise significantly ({effect})"
-    elif symptom == "finding":
-        row["symptom_before"], row["symptom_after"] = len(before.flagged(code)), len(still)
-        improved, claim, failed = not still, "the finding is gone", "the finding remains"
-    else:
-        row["symptom_before"] = before.symptom(symptom)
-        row["symptom_after"] = after.symptom(symptom)
-        improved = row["symptom_after"] < row["symptom_before"]
-        measure = symptom.replace("_", " ")
-        values = f"{row['symptom_before']:.3g} → {row['symptom_after']:.3g}"
-        claim, failed = f"{measure} fell ({values})", f"{measure} did not fall ({values})"
-    confirmed = not still and improved and not worse
-    row["verdict"] = "confirmed" if confirmed else "not confirmed"
-    if confirmed:
-        row["reason"] = f"the finding is gone and {claim}"
-    else:
-        failures = [f"the finding is {row['finding_in_sibling']}"] if still else []
-        failures += [] if improved else [failed]
-        failures += [f"accuracy fell significantly (p = {test.p_value:.2g})"] if worse else []
-        row["reason"] = "; ".join(failures)
+    after_summary = summaries["after"]
+    level = max(after_summary["chance"], after_summary["majority_rate"])
+    row["learned"] = (
+        "no: under-trained"
+        if after.flagged("UNDER_TRAINED")
+        else "yes"
+        if after_summary["ci_low"] > level
+        else "no: accuracy not above chance"
+    )
+    test = symptom_test(code, before.replicates, after.replicates)
+    row["symptom"] = SYMPTOMS.get(code, "none measurable")
+    if test is not None:
+        row.update(symptom=test.symptom, symptom_before=test.before, symptom_after=test.after)
+        row.update(symptom_test=test.test, symptom_p=test.p_value)
+    inferiority = _non_inferior(code, before, after)
+    row.update(
+        non_inferiority_margin=inferiority.margin,
+        non_inferiority_lower_bound=inferiority.lower_bound,
+        non_inferiority_p=inferiority.p_value,
+    )
     return row
 
 
+def decide(row: Mapping, symptom_p_holm: float) -> tuple[str, str]:
+    """(verdict, reason) of one fix, its symptom's p-value adjusted over its family."""
+    if row["learned"] != "yes":
+        return "inconclusive", f"the sibling did not learn ({row['learned'].removeprefix('no: ')})"
+    failures = []
+    if row["finding_in_sibling"] != "gone":
+        failures.append(f"the finding is {row['finding_in_sibling']}")
+    symptom = row["symptom"]
+    p_value = symptom_p_holm
+    if p_value is None or p_value != p_value:
+        failures.append(f"its symptom ({symptom}) could not be measured")
+    elif p_value >= ALPHA:
+        failures.append(
+            f"{symptom} did not improve significantly ({_number(row.get('symptom_before'))} → "
+            f"{_number(row.get('symptom_after'))}, Holm-adjusted p = {p_value:.2g})"
+        )
+    if not row["non_inferiority_p"] < ALPHA:
+        failures.append(
+            f"accuracy not shown within {row['non_inferiority_margin']:g} of before "
+            f"(lower bound {row['non_inferiority_lower_bound']:+.3f})"
+        )
+    if failures:
+        return "not confirmed", "; ".join(failures)
+    return "confirmed", (
+        f"the finding is gone, {symptom} improved ({_number(row['symptom_before'])} → "
+        f"{_number(row['symptom_after'])}, Holm-adjusted p = {p_value:.2g}) and accuracy fell "
+        f"by less than {row['non_inferiority_margin']:g} (lower bound "
+        f"{row['non_inferiority_lower_bound']:+.3f})"
+    )
+
+
 def verify_fixes(plan: Mapping, groups: Mapping[str, RunGroup]) -> pd.DataFrame:
-    """The verification table for one run's fix plan; `groups` holds the run and its siblings."""
+    """The verification table for one run's fix plan; `groups` holds the run and its siblings.
+    The symptom tests are Holm-corrected over the plan's fixes."""
     before = groups[plan["run"]]
-    rows = [verify_fix(fix, before, groups[fix["sibling"]]) for fix in plan["fixes"]]
+    rows = [evidence_row(fix, before, groups[fix["sibling"]]) for fix in plan["fixes"]]
+    adjusted = holm([row.get("symptom_p", math.nan) for row in rows])
+    for row, p_value in zip(rows, adjusted):
+        row["symptom_p_holm"] = p_value
+        row["verdict"], row["reason"] = decide(row, p_value)
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -174,16 +212,20 @@ def fixes_markdown(plan: Mapping, table: pd.DataFrame) -> str:
             "",
             "| | before | after |",
             "|---|---|---|",
-            f"| final accuracy [95 % CI] | {row['accuracy_before']:.3f} {row['ci_before']} "
-            f"| {row['accuracy_after']:.3f} {row['ci_after']} |",
+            f"| accuracy (precise BN) [95 % CI] | {row['accuracy_before']:.3f} "
+            f"{row['ci_before']} | {row['accuracy_after']:.3f} {row['ci_after']} |",
             f"| fluctuation score | {_number(row['fluctuation_before'])} "
             f"| {_number(row['fluctuation_after'])} |",
             f"| symptom: {row['symptom']} | {_number(row['symptom_before'])} "
             f"| {_number(row['symptom_after'])} |",
             f"| finding | present | {row['finding_in_sibling']} |",
+            f"| learned (above chance, not under-trained) | | {row['learned']} |",
             "",
-            f"Paired test on the same validation images ({row['test']}): accuracy difference "
-            f"{row['accuracy_difference']:+.3f}, p = {row['p_value']:.2g}.",
+            f"Symptom test: {row['symptom_test'] or '–'}, one-sided p = "
+            f"{_number(row['symptom_p'])} (Holm over this run's fixes: "
+            f"{_number(row['symptom_p_holm'])}). Non-inferiority of accuracy (margin "
+            f"{row['non_inferiority_margin']:g}): lower bound of the difference "
+            f"{row['non_inferiority_lower_bound']:+.3f}, p = {_number(row['non_inferiority_p'])}.",
             "",
         ]
     if plan["not_verified"]:
@@ -191,8 +233,11 @@ def fixes_markdown(plan: Mapping, table: pd.DataFrame) -> str:
         lines += [f"- `{item['code']}`: {item['reason']}" for item in plan["not_verified"]]
         lines += [""]
     lines += [
-        "A fix is confirmed when the sibling no longer shows the finding, the symptom it names "
-        f"improved, and the final accuracy is not significantly lower (α = {ALPHA}).",
+        "A fix is confirmed when the sibling learned, no longer shows the finding, improved the "
+        "symptom the finding names (its own one-sided test, Holm-adjusted over this run's "
+        f"fixes) and kept its accuracy within {NON_INFERIORITY_MARGIN:g} of the run's "
+        f"(non-inferiority), each at α = {ALPHA}; inconclusive when the sibling did not learn. "
+        "comparison.md adjusts the symptom tests again over all of its tests.",
         "",
     ]
     return "\n".join(lines)

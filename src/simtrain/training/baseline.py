@@ -156,6 +156,9 @@ def train_baseline(
         "fit_seconds": round(fit_seconds, 2),
         "images_per_second": round(len(subset) / seconds, 2),
         "features": int(train_x.shape[1]),
+        # lbfgs on fixed features: the seed changes only which subset trains (train_images),
+        # so on all training images every seed gives this same model.
+        "seed_independent": settings["train_images"] is None,
     }
     failpoint("baseline.before_write")
     Path(out_dir).mkdir(parents=True, exist_ok=True)

@@ -26,6 +26,7 @@ from simtrain.training.epoch_weights import publish_epoch_weights
 from simtrain.training.models import build_model, custom_objects
 from simtrain.training.optimization import compile_model
 from simtrain.training.options import training_options
+from simtrain.training.precise_bn import apply_precise_statistics
 from simtrain.training.recorder import VALIDATION_RECORD, Recorder, restore, save_validation_record
 from simtrain.training.schedules import learning_rate_schedule
 from simtrain.training.tables import (
@@ -40,6 +41,7 @@ from simtrain.training.tables import (
 log = logging.getLogger(__name__)
 
 BACKUP_DIR = ".backup"
+LAST_EPOCHS = 3
 
 
 @dataclass(frozen=True)
@@ -227,6 +229,8 @@ def train_run(
         "train_coverage_per_epoch": round(coverage, 6),
         "final_val_accuracy": float((predictions["true"] == predictions["predicted"]).mean()),
         "best_val_accuracy": float(history["val_accuracy"].max()),
+        # Robust to where the last epoch landed: the last LAST_EPOCHS epochs' mean.
+        "last_epochs_val_accuracy": float(history["val_accuracy"].tail(LAST_EPOCHS).mean()),
         "best_epoch": int(state["best_epoch"]),
         "seconds": round(time.perf_counter() - started, 2),
         "images_per_second": round(
@@ -238,6 +242,20 @@ def train_run(
         model.save(tmp)
     with atomic_path(out_dir / "best.keras") as tmp:
         shutil.copyfile(backup / "best.keras", tmp)
+    # The robust score: the final weights with precise BN statistics (after model.keras is
+    # saved, as it changes the model's statistics; without BatchNorm the same as the final).
+    train_plain = PackedBatches(
+        train_split, settings.batch_size, indices=subset, seed=settings.seed
+    )
+    if apply_precise_statistics(model, train_plain):
+        probabilities = model.predict(
+            PackedBatches(validation_split, settings.batch_size, shuffle=False), verbose=0
+        )
+    precise = predictions_table(probabilities, validation_split.labels, train_split.classes)
+    metrics["precise_bn_val_accuracy"] = float((precise["true"] == precise["predicted"]).mean())
+    with atomic_path(out_dir / "precise_bn.keras") as tmp:
+        model.save(tmp)
+    write_tsv(out_dir / "predictions_precise_bn.tsv", precise)
     failpoint("train.writing_outputs")
     write_tsv(out_dir / "batches.tsv", table(state["batches"], BATCH_COLUMNS))
     with atomic_path(out_dir / VALIDATION_RECORD) as tmp:
