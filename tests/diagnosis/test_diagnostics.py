@@ -552,3 +552,23 @@ def test_validation_accuracy_holding_far_below_training_accuracy_is_memorisation
     assert overfitting.evidence["train_minus_val_accuracy"] > 0.5
     assert "training accuracy" in overfitting.explanation
     assert "OVER_CONFIDENCE" not in codes(result)
+
+
+def test_a_real_set_scored_far_below_validation_is_a_sim_to_real_gap(tmp_path):
+    from simtrain.diagnosis.run_dir import _sim_to_real
+
+    classes = ["blobs", "rings", "streaks", "grating"]
+    validation = predictions_frame()  # 90 % right
+    validation.to_csv(tmp_path / "predictions.tsv", sep="\t", index=False)
+    real = predictions_frame(400, seed=2).assign(file=[f"f{i}.png" for i in range(400)])
+    real["predicted"] = np.where(np.arange(400) % 2 == 0, real["true"], "blobs")  # ~60 % right
+    real = real[real["true"] != "grating"]  # a class the real set lacks
+    (tmp_path / "field").mkdir()
+    real.to_csv(tmp_path / "field" / "predictions.tsv", sep="\t", index=False)
+    findings = _sim_to_real(tmp_path, classes, {"field": tmp_path / "field" / "predictions.tsv"})
+    (gap,) = findings
+    assert gap.code == "SIM_TO_REAL_GAP" and gap.severity == "warning"
+    result = diagnose(sampled_history(20, 0.7), run="r", **FULL, predictions=validation)
+    assert "STABLE" in codes(result)
+    combined = result.with_findings(findings)
+    assert "SIM_TO_REAL_GAP" in codes(combined) and "STABLE" not in codes(combined)

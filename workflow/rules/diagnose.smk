@@ -17,6 +17,11 @@ rule diagnose_run:
             for d in seed_dirs(w.run)
             if d != f"results/runs/{w.run}/seed-{w.replicate}"
         ],
+        # This replicate's predictions on each labelled real-image set (SIM_TO_REAL_GAP).
+        evaluation=lambda w: [
+            f"results/runs/{w.run}/seed-{w.replicate}/evaluation/{s}/predictions.tsv"
+            for s in EVALUATION_SETS
+        ],
         train=packed("train"),
         validation=packed("validation"),
         code=library_files("diagnose.py"),

@@ -31,7 +31,8 @@ rule ingest_evaluation_set:
 
 rule evaluate_run:
     input:
-        model=lambda w: run_model_file(w.run, w.replicate),
+        # The decision measure's model: the final weights with precise BatchNorm statistics.
+        model=lambda w: run_model_file(w.run, w.replicate, "precise_bn"),
         metrics="results/runs/{run}/seed-{replicate}/metrics.json",
         sets=expand(
             "results/evaluation/{evaluation}/{name}",

@@ -31,4 +31,6 @@ diagnose_run_dir(
     markdown_path=snakemake.output.markdown,
     search_path=os.getcwd(),
     replicate_dirs=[Path(path).parent for path in snakemake.input.replicates],
+    # evaluation/<set>/predictions.tsv: the set's name is its folder's.
+    evaluation={Path(path).parent.name: path for path in snakemake.input.evaluation},
 )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import textwrap
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -51,6 +51,16 @@ class Diagnostics:
     @property
     def codes(self) -> list[str]:
         return [finding.code for finding in self.findings]
+
+    def with_findings(self, findings: list[Finding]) -> Diagnostics:
+        """These diagnostics with more findings (checks that need other inputs: SIM_TO_REAL_GAP);
+        a WARNING among them ends STABLE."""
+        if not findings:
+            return self
+        kept = self.findings
+        if any(f.severity != "info" for f in findings):
+            kept = tuple(f for f in kept if f.code != "STABLE")
+        return replace(self, findings=kept + tuple(findings))
 
     def to_dict(self) -> dict:
         return {

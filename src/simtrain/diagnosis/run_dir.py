@@ -34,6 +34,18 @@ def _replicate_curves(replicate_dirs: Sequence[str | os.PathLike]) -> tuple[np.n
     return tuple(curves)
 
 
+def _sim_to_real(run_dir: Path, classes: list[str], evaluation: Mapping) -> list:
+    """SIM_TO_REAL_GAP per real-image set: validation against real accuracy, both under the
+    comparison's measure (precise BatchNorm statistics where the run has them)."""
+    from simtrain.diagnosis.sim_to_real import sim_to_real_findings
+    from simtrain.evaluation.scoring import read_set_predictions
+
+    robust = run_dir / "predictions_precise_bn.tsv"
+    validation = read_predictions(robust if robust.exists() else run_dir / "predictions.tsv")
+    sets = {name: read_set_predictions(path) for name, path in evaluation.items()}
+    return sim_to_real_findings(validation=validation, sets=sets, classes=classes)
+
+
 def evidence_epochs(result: Diagnostics, epochs: int) -> list[int]:
     """The epochs whose model evidence can attribute the curve's movement: every epoch when it
     moves beyond its noise throughout, the glitch and its neighbours for one epoch."""
@@ -59,11 +71,13 @@ def diagnose_run_dir(
     markdown_path: str | os.PathLike,
     search_path: str | os.PathLike | None = None,
     replicate_dirs: Sequence[str | os.PathLike] = (),
+    evaluation: Mapping[str, str | os.PathLike] | None = None,
 ) -> Diagnostics:
     """Diagnose results/runs/{run}/seed-{k}/ and write diagnostics.json/.md; `search_path` is
     where a plug-in model's module imports from (its classes are needed to load the model);
     `replicate_dirs` are the run's other seed replicates (their curves join the estimate of
-    ordinary training movement).
+    ordinary training movement); `evaluation` maps each labelled real-image set to this
+    replicate's predictions on it (SIM_TO_REAL_GAP).
 
     When the curve moves beyond its noise and training kept each epoch's weights, the model
     evidence is repeated at the epochs concerned, so a cause is named where the jumps are.
@@ -131,5 +145,7 @@ def diagnose_run_dir(
         )
         if per_epoch is not None:
             result = diagnose(history, **inputs, epoch_evidence=per_epoch)
+    if evaluation:
+        result = result.with_findings(_sim_to_real(run_dir, classes, evaluation))
     result.write(json_path, markdown_path)
     return result

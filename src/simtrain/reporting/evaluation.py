@@ -2,7 +2,7 @@
 
 Per set and run (over its seed replicates): accuracy with its 95 % interval
 (`statistics.accuracy_interval`: Wilson for one seed, t over seeds + images for several), the
-paired test against the baseline on the same real images (`statistics.compare_accuracy`), the
+paired test against the baseline on the same real images (`comparison.compare_groups`), the
 sim-to-real gap test against the run's own validation accuracy
 (`simtrain.diagnosis.sim_to_real`), and per class the share of its images classified right
 (from the confusion matrices each replicate wrote). Classes a set has no images of are listed;
@@ -22,8 +22,9 @@ import pandas as pd
 from simtrain.common.files import write_text, write_tsv
 from simtrain.diagnosis.sim_to_real import gap_test, sim_to_real_gap
 from simtrain.evaluation.scoring import read_set_predictions
+from simtrain.reporting.comparison import compare_groups
 from simtrain.reporting.run_results import RunResult, load_run
-from simtrain.reporting.statistics import accuracy_interval, compare_accuracy
+from simtrain.reporting.statistics import accuracy_interval
 
 BASELINE_MODEL = "baseline"
 ALPHA = 0.05  # "beats the baseline on this set": one pre-planned test per run and set
@@ -75,7 +76,8 @@ def _real_correct(group: Sequence[RunResult], set_name: str) -> tuple[np.ndarray
 
 
 def _validation_correct(group: Sequence[RunResult]) -> np.ndarray:
-    return np.stack([r.correct for r in group])
+    """Validation right/wrong under the comparison's decision measure (precise BN)."""
+    return np.stack([r.robust_correct for r in group])
 
 
 def per_class_recall(predictions: pd.DataFrame, classes: Sequence[str]) -> dict[str, str]:
@@ -135,7 +137,7 @@ def evaluate_runs(
                 "baseline_test": "",
             }
             if baseline is not None and run != baseline:
-                test = compare_accuracy(correct, correct_of[baseline])
+                test = compare_groups(group, groups[baseline], correct, correct_of[baseline])
                 row["beats_baseline"] = (
                     "yes" if test.difference > 0 and test.p_value < ALPHA else "no"
                 )
