@@ -66,8 +66,17 @@ def test_a_bad_class_name_is_named_with_its_parent(tiny_config):
 
 
 def test_a_missing_required_key_is_named(tiny_config):
+    del tiny_config["runs"]
+    tiny_config["predict"] = {"field": {"run": "cnn"}}  # a prediction needs its folder
+    assert schema_error(tiny_config) == "predict.field.folder: required key is missing"
+
+
+def test_a_class_without_a_simulator_or_a_folder_is_named(tiny_config):
+    from simtrain.config import check_classes
+
     del tiny_config["classes"]["rings"]["simulator"]
-    assert schema_error(tiny_config) == "classes.rings.simulator: required key is missing"
+    with pytest.raises(ConfigError, match=r"^classes\.rings: needs a simulator or a folder"):
+        check_classes(tiny_config, search_path=None)
 
 
 def test_the_report_is_a_few_lines_naming_the_config_file(tiny_config):
