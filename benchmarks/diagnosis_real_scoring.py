@@ -110,8 +110,7 @@ def score(runs: pd.DataFrame, rate, rate_text) -> dict[str, pd.DataFrame]:
         detected = sum(expected <= f for f in flagged)
         measures = {"detected": rate(detected, len(present))}
         if scenario.kind == "inferred":
-            inferred = expected & set(INFERRED)
-            named = sum(m in inferred for m in main)
+            named = sum(m in expected for m in main)  # any injected cause is the cause
             wrong = sum(m in INFERRED and m not in expected for m in main)
             other = sum(bool((f & set(INFERRED)) - expected) for f in flagged)
             measures |= {

@@ -572,3 +572,11 @@ def test_a_real_set_scored_far_below_validation_is_a_sim_to_real_gap(tmp_path):
     assert "STABLE" in codes(result)
     combined = result.with_findings(findings)
     assert "SIM_TO_REAL_GAP" in codes(combined) and "STABLE" not in codes(combined)
+
+
+def test_overfitting_on_a_subset_of_the_training_images_proposes_all_of_them():
+    history = rising_validation_loss(np.full(20, 0.45)).assign(accuracy=np.linspace(0.5, 1, 20))
+    result = diagnose(
+        history, run="tiny", **FULL, predictions=predictions_frame(), train_subset=True
+    )
+    assert finding(result, "OVERFITTING").change == {"train_images": None}

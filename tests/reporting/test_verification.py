@@ -176,7 +176,7 @@ def test_a_fix_that_costs_accuracy_is_not_confirmed_even_when_the_symptom_is_gon
     )
     row = verify(before, worse, codes_changes=[("BATCHNORM_STATISTICS", {"batch_size": 64})])
     row = row.loc["BATCHNORM_STATISTICS"]
-    assert row["verdict"] == "not confirmed" and "not shown within 0.02" in row["reason"]
+    assert row["verdict"] == "not confirmed" and "not shown within 0.05" in row["reason"]
 
 
 def spiky_batches(run_dir: Path, spikes: int, seed: int) -> None:
@@ -196,22 +196,25 @@ def spiky_batches(run_dir: Path, spikes: int, seed: int) -> None:
     frame.to_csv(run_dir / "batches.tsv", sep="\t", index=False)
 
 
-def test_an_unstable_optimisation_fix_must_lower_the_spike_rate(tmp_path):
+def test_the_spike_rate_test_sees_fewer_spikes(tmp_path):
+    from simtrain.reporting.symptoms import spikes_test
+
+    mask = correct_mask(0.7, 1)
+    before = group(tmp_path, "r", [mask], edit=lambda d: spiky_batches(d, 12, 1))
+    calm = group(tmp_path, "calm", [mask], edit=lambda d: spiky_batches(d, 0, 2))
+    test = spikes_test(before.replicates, calm.replicates)
+    assert test.before > 0 and test.after == 0 and test.p_value < 0.001
+    assert spikes_test(before.replicates, before.replicates).p_value > 0.4
+
+
+def test_an_unstable_optimisation_fix_must_calm_the_curve(tmp_path):
     mask = correct_mask(0.7, 1)
     before = group(
-        tmp_path,
-        "r",
-        [mask],
-        [("UNSTABLE_OPTIMIZATION", "warning")],
-        edit=lambda d: spiky_batches(d, 12, 1),
+        tmp_path, "r", [mask], [("UNSTABLE_OPTIMIZATION", "warning")], edit=with_movement(0.01)
     )
-    calm = group(
-        tmp_path, "r--fix-unstable_optimization", [mask], edit=lambda d: spiky_batches(d, 0, 2)
-    )
+    calm = group(tmp_path, "r--fix-unstable_optimization", [mask], edit=with_movement(0.0005))
     row = verify(before, calm, codes_changes=[("UNSTABLE_OPTIMIZATION", {"learning_rate": 1e-3})])
-    row = row.loc["UNSTABLE_OPTIMIZATION"]
-    assert row["symptom_before"] > 0 and row["symptom_after"] == 0
-    assert row["verdict"] == "confirmed", row["reason"]
+    assert row.loc["UNSTABLE_OPTIMIZATION", "verdict"] == "confirmed"
 
 
 def record(run_dir: Path, correct: np.ndarray, loss: np.ndarray) -> None:

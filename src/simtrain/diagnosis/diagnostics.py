@@ -190,6 +190,8 @@ def diagnose(
     epochs: int | None = None,
     epoch_evidence: dict | None = None,
     replicate_curves: tuple = (),
+    lr_schedule: str | None = None,
+    train_subset: bool | None = None,
 ) -> Diagnostics:
     """Explain a run's learning curves; checks missing an input are listed in `skipped`.
 
@@ -198,7 +200,8 @@ def diagnose(
     `augmentation` and `epochs` (None: unknown) keep fixes from advising what the run has.
     `epoch_evidence` (`model_evidence.epoch_evidence`) lets BatchNorm claim the epochs where the
     curve jumps; `replicate_curves` (the val_accuracy per epoch of the run's other seeds) join
-    the estimate of ordinary training movement.
+    the estimate of ordinary training movement. `lr_schedule` (the schedule's kind, "none" for a
+    constant rate) and `train_subset` (trained on part of the training images) shape the fixes.
     """
     settings = RunSettings.checked(
         run=run,
@@ -212,6 +215,8 @@ def diagnose(
         optimizer=optimizer,
         augmentation=augmentation,
         epochs=epochs,
+        lr_schedule=lr_schedule,
+        train_subset=train_subset,
     )
     history = normalise_history(history)
     estimate = estimate_noise(

@@ -73,6 +73,10 @@ class RunSettings:
     # None: not known (the command line), so a fix may not assume either value.
     augmentation: bool | None = None
     epochs: int | None = None
+    # The learning-rate schedule's kind ("none": constant) and whether training used a subset
+    # of the training images (train_images); None: not known.
+    lr_schedule: str | None = None
+    train_subset: bool | None = None
 
     def key(self, name: str) -> str:
         return f"runs.{self.run}.{name}"

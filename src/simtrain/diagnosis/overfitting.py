@@ -198,6 +198,22 @@ def check_overfitting(
             f"stayed {evidence['train_minus_val_accuracy']:.0%} points above it "
             f"({evidence['final_train_accuracy']:.1%})"
         )
+    if settings.train_subset:
+        # Trained on part of the images: the rest is the first remedy.
+        fix = (
+            f"train on every training image: set {settings.key('train_images')}: null (now "
+            f"{settings.train_images}); or stop at the best epoch ({best_epoch}) with "
+            f"{settings.key('early_stopping')}"
+        )
+        change = {"train_images": None}
+    else:
+        fix = (
+            f"stop at the best epoch: set {settings.key('early_stopping')}: {{monitor: "
+            f"val_loss, patience: {EARLY_STOPPING_PATIENCE}, restore_best_weights: true}} "
+            f"(Keras EarlyStopping; here the best epoch was {best_epoch}); {more_data} delays "
+            "the rise"
+        )
+        change = {"early_stopping": dict(EARLY_STOPPING)}
     return Finding(
         code,
         "warning",
@@ -205,8 +221,6 @@ def check_overfitting(
         evidence,
         f"{rise}{accuracy_text}: the model memorises its training images instead of learning "
         f"what carries over to new ones.",
-        f"stop at the best epoch: set {settings.key('early_stopping')}: {{monitor: val_loss, "
-        f"patience: {EARLY_STOPPING_PATIENCE}, restore_best_weights: true}} (Keras "
-        f"EarlyStopping; here the best epoch was {best_epoch}); {more_data} delays the rise",
-        {"early_stopping": dict(EARLY_STOPPING)},
+        fix,
+        change,
     )

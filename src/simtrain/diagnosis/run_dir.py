@@ -126,6 +126,10 @@ def diagnose_run_dir(
         augmentation=None if is_baseline else _augmented(settings.get("augmentation") or {}),
         epochs=None if is_baseline else settings["epochs"],
         replicate_curves=_replicate_curves(replicate_dirs),
+        lr_schedule=None
+        if is_baseline
+        else (settings.get("lr_schedule") or {}).get("kind", "none"),
+        train_subset=settings.get("train_images") is not None,
     )
     result = diagnose(history, **inputs)
     wanted = evidence_epochs(result, len(history)) if evidence is not None else []

@@ -24,6 +24,12 @@ FAST_FALL_PACE = 0.5
 FALL_WINDOW = 3
 # Near chance: training accuracy within 10 % of the way from chance (1/classes) to perfect.
 NEAR_CHANCE_FRACTION = 0.10
+MIN_EPOCHS_PROPOSED = 10
+
+
+def longer_epochs(epochs: int) -> int:
+    """Twice the epochs, and at least 10: a 2-epoch run needs more than 4."""
+    return max(2 * epochs, MIN_EPOCHS_PROPOSED)
 
 
 def _sentence(text: str) -> str:
@@ -73,7 +79,7 @@ def check_under_trained(
     if not reasons:
         return None
     longer = (
-        f"set {settings.key('epochs')}: {2 * settings.epochs}"
+        f"set {settings.key('epochs')}: {longer_epochs(settings.epochs)}"
         if settings.epochs
         else (f"raise {settings.key('epochs')}")
     )
@@ -87,5 +93,5 @@ def check_under_trained(
         "apart nor that it cannot.",
         f"train longer: {longer} (or more images per epoch); if the training accuracy stays "
         f"near chance, check the labels, the inputs and {settings.key('learning_rate')}",
-        {"epochs": 2 * settings.epochs} if settings.epochs else None,
+        {"epochs": longer_epochs(settings.epochs)} if settings.epochs else None,
     )

@@ -27,6 +27,18 @@ from simtrain.reporting.statistics import accuracy_interval, wilson_interval
 DECISION_MEASURE = "precise BN"
 SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
 UNDER_TRAINED = "UNDER_TRAINED"
+# Which of several findings of one severity is a run's main one: a cause before the findings it
+# explains. A memorising run still lowers its training loss (OVERFITTING before UNDER_TRAINED);
+# a run stopped early shows immature statistics and predictions (UNDER_TRAINED before those);
+# an augmentation shift puts BatchNorm statistics off (AUGMENTATION_SHIFT before BATCHNORM_...).
+MAIN_PRIORITY = (
+    "OVERFITTING",
+    UNDER_TRAINED,
+    "AUGMENTATION_SHIFT",
+    "BATCHNORM_STATISTICS",
+    "UNSTABLE_OPTIMIZATION",
+    "STABLE",
+)
 # Seed instability: the seeds' final accuracies differ more than their images explain (F test
 # of the seed effect in the seeds × images table, p < SEED_ALPHA) by a spread that matters
 # (SD of at least SEED_SPREAD_FLOOR, the diagnostics' practical floor).
@@ -42,9 +54,8 @@ def _number(value: object) -> float:
 
 def _ranked_main(diagnostics: dict | None) -> tuple[int, str]:
     """(severity rank, code) of a run's main finding: the cause of a validation curve that
-    moves beyond its noise (or UNEXPLAINED_FLUCTUATION); else the most severe finding, with
-    UNDER_TRAINED first among warnings (a run stopped early shows its other symptoms because
-    it did) and STABLE first among info-only ones; (0, '') if none."""
+    moves beyond its noise (or UNEXPLAINED_FLUCTUATION); else the most severe finding, equals
+    in MAIN_PRIORITY's order, then as diagnosed; (0, '') if none."""
     diagnostics = diagnostics or {}
     findings = diagnostics.get("findings") or []
     severity = {f["code"]: SEVERITY_RANK.get(f.get("severity"), 0) for f in findings}
@@ -57,7 +68,7 @@ def _ranked_main(diagnostics: dict | None) -> tuple[int, str]:
     ranked = [
         (
             SEVERITY_RANK.get(f.get("severity"), 0),
-            f.get("code") in (UNDER_TRAINED, "STABLE"),
+            -MAIN_PRIORITY.index(f["code"]) if f["code"] in MAIN_PRIORITY else -len(MAIN_PRIORITY),
             -i,
             f["code"],
         )

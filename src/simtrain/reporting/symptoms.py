@@ -6,11 +6,12 @@ one-sided test that the sibling is better (`verification` turns them into verdic
 - BatchNorm gap (BATCHNORM_STATISTICS: precise minus stored statistics; AUGMENTATION_SHIFT:
   un-augmented minus augmented statistics): the gap the finding measured shrinks; each
   replicate's gap carries its standard error (images and the recomputation's bootstrap).
-- movement (PARTIAL_VALIDATION, UNEXPLAINED_FLUCTUATION): the validation curve's variance
+- movement (PARTIAL_VALIDATION, UNEXPLAINED_FLUCTUATION, UNSTABLE_OPTIMIZATION: erratic steps
+  matter through the jumps they make in the validation curve): the validation curve's variance
   around its trend (diagnostics' decomposition) falls: an F test, the tested epochs minus two
   per replicate as degrees of freedom (second differences are correlated: approximate).
-- spikes (UNSTABLE_OPTIMIZATION): the rate of batch-loss spikes falls: given the spikes of both
-  runs, the sibling's share is binomial in its share of the batches counted.
+- spikes (available, not a finding's symptom: too few spikes for power): the rate of batch-loss
+  spikes falls: given both runs' spikes, the sibling's share is binomial in its batch share.
 - held-out accuracy (OVERFITTING): the sibling stops early on val_loss, which picks its epoch on
   the validation images; so each half of them picks the epoch (lowest loss on that half) at
   which the other half is scored (two-fold cross-fitting on the sibling's validation record),
@@ -40,7 +41,7 @@ SYMPTOMS = {
     "AUGMENTATION_SHIFT": "shift",
     "PARTIAL_VALIDATION": "movement",
     "UNEXPLAINED_FLUCTUATION": "movement",
-    "UNSTABLE_OPTIMIZATION": "spikes",
+    "UNSTABLE_OPTIMIZATION": "movement",
     "OVERFITTING": "held-out accuracy",
 }
 
@@ -214,9 +215,12 @@ def held_out_test(before: Sequence[RunResult], after: Sequence[RunResult]) -> Sy
     )
 
 
-def symptom_test(code: str, before: Sequence[RunResult], after: Sequence[RunResult]):
-    """The named finding's symptom test, or None when the finding names no measurable one."""
+def symptom_test(code: str, before: Sequence[RunResult], after: Sequence[RunResult], change=None):
+    """The named finding's symptom test, or None when the finding names no measurable one.
+    OVERFITTING's is held-out accuracy when its fix stops early, else accuracy (more data)."""
     symptom = SYMPTOMS.get(code)
+    if code == "OVERFITTING" and "early_stopping" not in (change or {}):
+        symptom = "accuracy"
     if symptom == "accuracy":
         return accuracy_test(before, after)
     if symptom in ("lag", "shift"):

@@ -37,8 +37,10 @@ from simtrain.reporting.symptoms import SYMPTOMS, cross_fitted, symptom_test
 from simtrain.reporting.variance_components import pair_by_seed
 
 ALPHA = 0.05
-# The accuracy a fix may cost and still count: two points.
-NON_INFERIORITY_MARGIN = 0.02
+# The accuracy a fix may cost and still count: five points. On the 160-200 validation images of
+# the default config and the benchmark, the paired difference's standard error is 2-3 points,
+# so a 2-point margin could be shown only by fixes that gain accuracy.
+NON_INFERIORITY_MARGIN = 0.05
 COLUMNS = [
     "finding",
     "severity",
@@ -90,9 +92,9 @@ def _paired(before: RunGroup, after: RunGroup) -> tuple[list[int], list[int]] | 
     return None if seeds_b is None or seeds_a is None else pair_by_seed(seeds_a, seeds_b)
 
 
-def _non_inferior(code: str, before: RunGroup, after: RunGroup):
+def _non_inferior(code: str, before: RunGroup, after: RunGroup, change=None):
     """Non-inferiority of the sibling's accuracy (held out for OVERFITTING's early stop)."""
-    if code == "OVERFITTING":
+    if code == "OVERFITTING" and "early_stopping" in (change or {}):
         correct_a = np.stack([cross_fitted(r.run_dir) for r in after.replicates])
         correct_b = np.stack([r.correct for r in before.replicates])
     else:
@@ -137,12 +139,12 @@ def evidence_row(fix: Mapping, before: RunGroup, after: RunGroup) -> dict:
         if after_summary["ci_low"] > level
         else "no: accuracy not above chance"
     )
-    test = symptom_test(code, before.replicates, after.replicates)
+    test = symptom_test(code, before.replicates, after.replicates, fix.get("change"))
     row["symptom"] = SYMPTOMS.get(code, "none measurable")
     if test is not None:
         row.update(symptom=test.symptom, symptom_before=test.before, symptom_after=test.after)
         row.update(symptom_test=test.test, symptom_p=test.p_value)
-    inferiority = _non_inferior(code, before, after)
+    inferiority = _non_inferior(code, before, after, fix.get("change"))
     row.update(
         non_inferiority_margin=inferiority.margin,
         non_inferiority_lower_bound=inferiority.lower_bound,
