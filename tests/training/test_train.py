@@ -153,9 +153,10 @@ def test_same_seed_gives_identical_history_on_cpu(packed, tmp_path):
     assert (tmp_path / "c/history.tsv").read_bytes() != (tmp_path / "a/history.tsv").read_bytes()
 
 
-def served_training_images(monkeypatch, packed) -> list[np.ndarray]:
-    """Record every training batch PackedBatches hands to Keras, as row numbers of the
-    packed training images (found by content, not by the sampler's own formula)."""
+def served_training_images(monkeypatch, packed, steps: int) -> list[np.ndarray]:
+    """Record every training batch PackedBatches hands to Keras during fit (the sampler
+    with `steps` per epoch, not the full pass for precise BN statistics after it), as row
+    numbers of the packed training images (found by content, not the sampler's formula)."""
     train = np.load(packed / "train" / "images.npy")
     row_of = {image.tobytes(): i for i, image in enumerate(train)}
     assert len(row_of) == len(train), "the tiny training images are not all distinct"
@@ -164,7 +165,7 @@ def served_training_images(monkeypatch, packed) -> list[np.ndarray]:
 
     def recording(self, step):
         images, targets = original(self, step)
-        if len(self.split) == len(train):
+        if len(self.split) == len(train) and self.steps == steps:
             served.append(np.array([row_of[image.tobytes()] for image in np.asarray(images)]))
         return images, targets
 
@@ -173,7 +174,7 @@ def served_training_images(monkeypatch, packed) -> list[np.ndarray]:
 
 
 def test_images_seen_and_coverage_are_those_of_the_batches_served(packed, tmp_path, monkeypatch):
-    served = served_training_images(monkeypatch, packed)
+    served = served_training_images(monkeypatch, packed, steps=2)
     train_run(**spec(packed, tmp_path, steps_per_epoch=2, augmentation={}))
     history = read(tmp_path, "history.tsv")
     batches = read(tmp_path, "batches.tsv")

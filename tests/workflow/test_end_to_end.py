@@ -6,7 +6,6 @@ in it; the report is written outside it.
 
 import base64
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -78,7 +77,8 @@ def test_every_replicate_has_its_artifacts(finished_workflow):
             assert (results / folder / name).stat().st_size > 0, f"{folder}/{name}"
     assert (results / "runs/cnn/seed-1/model.keras").exists()
     assert (results / "runs/cnn/seed-1/precise_bn.keras").exists()
-    assert sorted(os.listdir(results / "runs/cnn/seed-1/epochs"))[0] == "epoch-001.weights.h5"
+    saved = sorted(p.name for p in (results / "runs/cnn/seed-1/epochs").glob("epoch-*"))
+    assert saved[0] == "epoch-001.weights.h5"
     assert (results / "benchmarks/train/cnn/seed-1.tsv").exists()
 
 
