@@ -66,19 +66,19 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def _git_commit() -> str | None:
+def _git_commit(root: Path = REPO_ROOT) -> str | None:
     """The checked-out commit, with '+dirty' when the working tree has uncommitted changes."""
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"],
-            cwd=REPO_ROOT,
+            cwd=root,
             capture_output=True,
             text=True,
             check=True,
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=REPO_ROOT,
+            cwd=root,
             capture_output=True,
             text=True,
             check=True,
@@ -116,6 +116,13 @@ def machine_info() -> dict[str, Any]:
     }
 
 
+def _library_commit() -> str | None:
+    """The commit of the checkout the imported simtrain package comes from."""
+    import simtrain
+
+    return _git_commit(Path(simtrain.__file__).resolve().parents[2])
+
+
 def append_result(
     path: str | os.PathLike,
     *,
@@ -130,6 +137,8 @@ def append_result(
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "command": shlex.join([Path(sys.executable).name, *sys.argv]),
         "commit": _git_commit(),
+        # Another checkout's library (PYTHONPATH=<checkout>/src), as "before" rows use.
+        "library_commit": _library_commit(),
         "machine": machine_info(),
         "parameters": parameters,
         "results": results,
