@@ -64,15 +64,27 @@ def _one_sided(difference: float, two_sided: float) -> float:
     return two_sided / 2 if difference > 0 else 1 - two_sided / 2
 
 
-def accuracy_test(before: Sequence[RunResult], after: Sequence[RunResult]) -> SymptomTest:
-    correct_b, correct_a = correct_matrix(before), correct_matrix(after)
+def _improvement_test(
+    name: str,
+    before: Sequence[RunResult],
+    after: Sequence[RunResult],
+    correct_b: np.ndarray,
+    correct_a: np.ndarray,
+) -> SymptomTest:
+    """One-sided test that `after` gets more images right than `before` (seed-aware)."""
     test = compare_groups(after, before, correct_a, correct_b)
     return SymptomTest(
-        "accuracy (precise BN)",
+        name,
         float(correct_b.mean()),
         float(correct_a.mean()),
         _one_sided(test.difference, test.p_value),
         test.test,
+    )
+
+
+def accuracy_test(before: Sequence[RunResult], after: Sequence[RunResult]) -> SymptomTest:
+    return _improvement_test(
+        "accuracy (precise BN)", before, after, correct_matrix(before), correct_matrix(after)
     )
 
 
@@ -205,13 +217,8 @@ def held_out_test(before: Sequence[RunResult], after: Sequence[RunResult]) -> Sy
     """Early stopping scored on images that did not pick its epoch, against the last epoch."""
     last = np.stack([r.correct for r in before])
     stopped = np.stack([cross_fitted(r.run_dir) for r in after])
-    test = compare_groups(after, before, stopped, last)
-    return SymptomTest(
-        "held-out accuracy (two-fold cross-fitted epoch choice)",
-        float(last.mean()),
-        float(stopped.mean()),
-        _one_sided(test.difference, test.p_value),
-        test.test,
+    return _improvement_test(
+        "held-out accuracy (two-fold cross-fitted epoch choice)", before, after, last, stopped
     )
 
 
