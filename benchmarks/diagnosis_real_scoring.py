@@ -43,16 +43,17 @@ def named_epoch(diagnostics: dict) -> int | None:
     return None
 
 
-def _diagnose_task(work: Path, label: str) -> dict:
-    """Diagnose one trained run (once per label) and read what it said."""
+def diagnose_once(work: Path, label: str, run: str) -> Path:
+    """Diagnose the trained run in `work` with the importable library, unless this label's
+    diagnostics are there already; their JSON file."""
     from simtrain.diagnosis.run_dir import diagnose_run_dir
 
-    info = json.loads((work / "scenario.json").read_text())
     target = work / f"diagnostics-{label}.json"
     if not target.exists():
+        info = json.loads((work / "scenario.json").read_text())
         diagnose_run_dir(
             work / "run",
-            run="scenario",
+            run=run,
             settings=info["settings"],
             train_dir=work / "packed" / "train",
             validation_dir=work / "packed" / "validation",
@@ -60,7 +61,13 @@ def _diagnose_task(work: Path, label: str) -> dict:
             markdown_path=work / f"diagnostics-{label}.md",
             search_path=Path(__file__).parent,
         )
-    diagnostics = json.loads(target.read_text())
+    return target
+
+
+def _diagnose_task(work: Path, label: str) -> dict:
+    """Diagnose one trained run (once per label) and read what it said."""
+    info = json.loads((work / "scenario.json").read_text())
+    diagnostics = json.loads(diagnose_once(work, label, run="scenario").read_text())
     flagged = sorted({f["code"] for f in diagnostics["findings"] if f["severity"] != "info"})
     glitch = info["glitch_epoch"]
     return {

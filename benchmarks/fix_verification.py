@@ -35,6 +35,7 @@ from diagnosis_real_runs import (
     train_scenario,
     workers,
 )
+from diagnosis_real_scoring import diagnose_once
 
 LABEL = "verification"
 
@@ -215,22 +216,7 @@ def run(arguments: argparse.Namespace) -> None:
 
 def _diagnose_base(control: Control, base: Path) -> None:
     """The run's own diagnosis with this library (once)."""
-    from simtrain.diagnosis.run_dir import diagnose_run_dir
-
-    target = base / "diagnostics-verification-base.json"
-    if target.exists():
-        return
-    info = json.loads((base / "scenario.json").read_text())
-    diagnose_run_dir(
-        base / "run",
-        run="run",
-        settings=info["settings"],
-        train_dir=base / "packed" / "train",
-        validation_dir=base / "packed" / "validation",
-        json_path=target,
-        markdown_path=base / "diagnostics-verification-base.md",
-        search_path=Path(__file__).parent,
-    )
+    diagnose_once(base, "verification-base", run="run")
 
 
 def main(argv: list[str] | None = None) -> int:
