@@ -13,10 +13,11 @@ from simtrain.data.pipeline import build_packed_dataset
 from simtrain.diagnosis.batchnorm import check_augmentation_shift, check_batchnorm
 from simtrain.diagnosis.findings import RunSettings
 from simtrain.diagnosis.model_evidence import batchnorm_evidence, epoch_evidence
+from simtrain.training import precise_bn
 from simtrain.training.batches import PackedBatches
 from simtrain.training.epoch_weights import epoch_weights_path
 from simtrain.training.fit import train_run
-from simtrain.training.models import build_model
+from simtrain.training.models import build_model, classifier_inputs
 from simtrain.training.precise_bn import (
     batchnorm_layers,
     collect_batch_statistics,
@@ -98,6 +99,27 @@ def test_recompute_statistics_replaces_the_moving_statistics_by_the_batch_averag
     np.testing.assert_allclose(after[0][0], mean, rtol=1e-5)
     np.testing.assert_allclose(after[0][1], variance, rtol=1e-5)
     assert not np.allclose(after[0][0], before[0][0])  # an untrained layer starts at 0, 1
+
+
+def test_batch_statistics_are_each_batchs_own_moments_in_training_mode(packed):
+    model = untrained(packed)
+    layers = batchnorm_layers(model)
+    train = PackedBatches(PackedSplit.load(packed / "train"), 16, shuffle=True, seed=0)
+    statistics = collect_batch_statistics(model, train, augment=False)  # compiled
+    assert statistics.batches == len(train)
+    # The first BN layer's input precedes every BN layer: computed directly, batch by batch.
+    classifier = model.layers[-1]
+    first = keras.Model(classifier.inputs, layers[0].input)
+    for k in range(len(train)):
+        images, _ = train[k]
+        feature = keras.ops.convert_to_numpy(first(classifier_inputs(model, images, augment=False)))
+        np.testing.assert_allclose(statistics.means[0][k], feature.mean((0, 1, 2)), atol=1e-5)
+        np.testing.assert_allclose(statistics.variances[0][k], feature.var((0, 1, 2)), rtol=1e-4)
+    # Every layer: the same as one eager training-mode call per batch (the fallback for
+    # classifiers that are not one functional graph).
+    means, variances = precise_bn._eager_moments(model, layers, train, len(train), False)
+    for compiled, eager in zip(statistics.means + statistics.variances, means + variances):
+        np.testing.assert_allclose(compiled, eager, rtol=1e-4, atol=1e-6)
 
 
 def test_population_statistics_add_the_spread_between_batches(packed):

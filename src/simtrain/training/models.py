@@ -147,17 +147,25 @@ def build_model(
     return keras.Model(inputs, outputs, name=f"simtrain_{classifier.name}")
 
 
+def preprocessing(model: keras.Model, *, augment: bool) -> list[keras.layers.Layer]:
+    """The layers before `build_model`'s classifier that `classifier_inputs` applies: scaling
+    to [0, 1], the augmentation when `augment`, standardisation; each only if the model has it."""
+    names = {layer.name for layer in model.layers}
+    wanted = ("to_float", "augment", "standardize") if augment else ("to_float", "standardize")
+    return [model.get_layer(name) for name in wanted if name in names]
+
+
 def classifier_inputs(model: keras.Model, images, *, augment: bool):
     """What `build_model`'s classifier receives for uint8 `images`: scaled to [0, 1], warped
     by the augmentation layer in training mode when `augment` (else left unwarped, as at
     inference), then standardised; each step only if the model has it."""
-    names = {layer.name for layer in model.layers}
+    return apply_preprocessing(preprocessing(model, augment=augment), images)
+
+
+def apply_preprocessing(layers: list[keras.layers.Layer], images):
     x = images
-    for name in ("to_float", "augment", "standardize"):
-        if name not in names or (name == "augment" and not augment):
-            continue
-        layer = model.get_layer(name)
-        x = layer(x, training=True) if name == "augment" else layer(x)
+    for layer in layers:
+        x = layer(x, training=True) if isinstance(layer, RandomAffine) else layer(x)
     return x
 
 

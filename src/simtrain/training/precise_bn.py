@@ -14,7 +14,9 @@ images were drawn) can then be assigned without running the network again.
 
 from __future__ import annotations
 
+import logging
 import math
+import weakref
 from dataclasses import dataclass
 
 import keras
@@ -22,7 +24,9 @@ import numpy as np
 from tqdm import tqdm
 
 from simtrain.training.batches import PackedBatches
-from simtrain.training.models import classifier_inputs
+from simtrain.training.models import apply_preprocessing, classifier_inputs, preprocessing
+
+log = logging.getLogger(__name__)
 
 # Statistics are averaged over at least 20 batches and 320 images: stable even for tiny
 # batches, without a whole epoch of a large network on a CPU.
@@ -80,6 +84,74 @@ def statistics_batches(train: PackedBatches) -> int:
     return min(len(train), max(MIN_BATCHES, math.ceil(MIN_IMAGES / train.batch_size)))
 
 
+class _BatchMoments(keras.Model):
+    """uint8 images -> each BN layer's (1, channels) mean and variance over the batch, the
+    classifier run in training mode (each BN layer normalising by its batch, as in training).
+
+    `call` takes no `training` argument, so `predict`'s training=False never reaches the
+    classifier: `predict` then compiles the whole pass for whichever backend runs.
+    """
+
+    def __init__(self, model: keras.Model, layers: list, *, augment: bool):
+        super().__init__(name="batch_moments")
+        # The layers, not `model`: the cache below holds this and must not keep `model` alive.
+        self.preprocess = preprocessing(model, augment=augment)
+        classifier = model.layers[-1]
+        # The input each BN layer normalises, as outputs of the classifier's own graph.
+        self.features = keras.Model(classifier.inputs, [layer.input for layer in layers])
+        self.axes = [tuple(range(len(layer.input.shape) - 1)) for layer in layers]
+
+    def call(self, images):
+        features = self.features(apply_preprocessing(self.preprocess, images), training=True)
+        if not isinstance(features, (list, tuple)):
+            features = [features]
+        moments = []
+        for feature, axes in zip(features, self.axes):
+            mean, variance = keras.ops.moments(keras.ops.cast(feature, "float32"), axes=axes)
+            moments += [keras.ops.expand_dims(mean, 0), keras.ops.expand_dims(variance, 0)]
+        return moments
+
+
+# One compiled pass per (model, augment), reused: tracing costs more than a small pass.
+_compiled: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _compiled_moments(model: keras.Model, layers: list, augment: bool) -> keras.Model | None:
+    """The compiled pass, or None where the classifier's BN inputs are not outputs of one
+    functional graph (a subclassed plug-in, a nested or shared BN layer, channels first)."""
+    passes = _compiled.setdefault(model, {})
+    if augment not in passes:
+        try:
+            if not all(layer.axis in (-1, len(layer.input.shape) - 1) for layer in layers):
+                raise ValueError("BatchNormalization over a non-last axis")
+            passes[augment] = _BatchMoments(model, layers, augment=augment)
+        except (ValueError, AttributeError) as error:
+            log.debug("BN statistics computed eagerly: %s", error)
+            passes[augment] = None
+    return passes[augment]
+
+
+def _eager_moments(model: keras.Model, layers: list, train: PackedBatches, count: int, augment):
+    """The same per-batch statistics, one eager training-mode call per batch: BN momentum 0
+    makes each layer's "moving" value its batch's own statistic."""
+    momenta = [layer.momentum for layer in layers]
+    means: list[list[np.ndarray]] = [[] for _ in layers]
+    variances: list[list[np.ndarray]] = [[] for _ in layers]
+    try:
+        for layer in layers:
+            layer.momentum = 0.0
+        for k in tqdm(range(count), desc=f"BN statistics, augment={augment}", mininterval=10):
+            images, _ = train[k]
+            model.layers[-1](classifier_inputs(model, images, augment=augment), training=True)
+            for i, layer in enumerate(layers):
+                means[i].append(keras.ops.convert_to_numpy(layer.moving_mean))
+                variances[i].append(keras.ops.convert_to_numpy(layer.moving_variance))
+    finally:
+        for layer, momentum in zip(layers, momenta):
+            layer.momentum = momentum
+    return [np.stack(m) for m in means], [np.stack(v) for v in variances]
+
+
 def collect_batch_statistics(
     model: keras.Model, train: PackedBatches, *, augment: bool, batches: int | None = None
 ) -> BatchStatistics:
@@ -88,26 +160,19 @@ def collect_batch_statistics(
     augmentation. The moving statistics are left as they were."""
     layers = batchnorm_layers(model)
     saved = read_statistics(layers)
-    momenta = [layer.momentum for layer in layers]
     count = statistics_batches(train) if batches is None else min(batches, len(train))
-    means: list[list[np.ndarray]] = [[] for _ in layers]
-    variances: list[list[np.ndarray]] = [[] for _ in layers]
-    classifier = model.layers[-1]
+    compiled = _compiled_moments(model, layers, augment)
     try:
-        for layer in layers:
-            layer.momentum = 0.0  # the "moving" value becomes this batch's own statistic
-        for k in tqdm(range(count), desc=f"BN statistics, augment={augment}", mininterval=10):
-            images, _ = train[k]
-            classifier(classifier_inputs(model, images, augment=augment), training=True)
-            for i, layer in enumerate(layers):
-                means[i].append(keras.ops.convert_to_numpy(layer.moving_mean))
-                variances[i].append(keras.ops.convert_to_numpy(layer.moving_variance))
+        if compiled is None:
+            means, variances = _eager_moments(model, layers, train, count, augment)
+        else:
+            moments = compiled.predict(train, steps=count, verbose=0)
+            means, variances = moments[0::2], moments[1::2]
     finally:
-        for layer, momentum in zip(layers, momenta):
-            layer.momentum = momentum
         assign_statistics(layers, saved)
     return BatchStatistics(
-        means=tuple(np.stack(m) for m in means), variances=tuple(np.stack(v) for v in variances)
+        means=tuple(np.asarray(m, np.float32) for m in means),
+        variances=tuple(np.asarray(v, np.float32) for v in variances),
     )
 
 
