@@ -276,6 +276,13 @@ def is_deep(run):
     return parse_sibling(run)[0] in DEEP_RUNS
 
 
+def verification_priority(wildcards):
+    """Runs that verify fixes, and their siblings, train and are diagnosed first: the
+    siblings are known only once their parent is diagnosed, and would otherwise start last
+    and run alone on a machine the other jobs have left."""
+    return 10 if parse_sibling(wildcards.run)[0] in VERIFYING_RUNS else 0
+
+
 def run_model_file(run, replicate, choice="final"):
     """A replicate's saved model: choice final, best or precise_bn of a deep run, the fitted
     pipeline of the baseline."""

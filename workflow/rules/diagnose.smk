@@ -38,6 +38,7 @@ rule diagnose_run:
         "results/logs/diagnose/{run}/seed-{replicate}.log",
     benchmark:
         "results/benchmarks/diagnose/{run}/seed-{replicate}.tsv"
+    priority: verification_priority
     conda:
         TRAIN_ENV
     # One thread: its start-up (imports, model loading) is serial, so two diagnoses side by

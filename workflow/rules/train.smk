@@ -24,6 +24,7 @@ rule train_run:
         "results/benchmarks/train/{run}/seed-{replicate}.tsv"
     wildcard_constraints:
         run=DEEP_RUN_PATTERN,
+    priority: verification_priority
     conda:
         TRAIN_ENV
     # All local cores: trainings never run side by side fighting over a CPU.
