@@ -101,11 +101,13 @@ def test_recompute_statistics_replaces_the_moving_statistics_by_the_batch_averag
     assert not np.allclose(after[0][0], before[0][0])  # an untrained layer starts at 0, 1
 
 
-def test_batch_statistics_are_each_batchs_own_moments_in_training_mode(packed):
+def test_batch_statistics_are_each_batchs_own_moments_in_training_mode(packed, monkeypatch):
     model = untrained(packed)
     layers = batchnorm_layers(model)
     train = PackedBatches(PackedSplit.load(packed / "train"), 16, shuffle=True, seed=0)
-    statistics = collect_batch_statistics(model, train, augment=False)  # compiled
+    monkeypatch.setattr(precise_bn, "COMPILE_FROM_BATCHES", 1)  # the compiled pass
+    statistics = collect_batch_statistics(model, train, augment=False)
+    assert precise_bn._compiled[model][False] is not None
     assert statistics.batches == len(train)
     # The first BN layer's input precedes every BN layer: computed directly, batch by batch.
     classifier = model.layers[-1]

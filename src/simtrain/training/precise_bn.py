@@ -114,6 +114,9 @@ class _BatchMoments(keras.Model):
 
 # One compiled pass per (model, augment), reused: tracing costs more than a small pass.
 _compiled: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# Fewer batches than this go eagerly: tracing ResNet50's pass took 8 s, about 18 eager
+# batches of 8 images at 32x32 (a small CNN's trace: 0.3 s).
+COMPILE_FROM_BATCHES = 16
 
 
 def _compiled_moments(model: keras.Model, layers: list, augment: bool) -> keras.Model | None:
@@ -161,7 +164,7 @@ def collect_batch_statistics(
     layers = batchnorm_layers(model)
     saved = read_statistics(layers)
     count = statistics_batches(train) if batches is None else min(batches, len(train))
-    compiled = _compiled_moments(model, layers, augment)
+    compiled = _compiled_moments(model, layers, augment) if count >= COMPILE_FROM_BATCHES else None
     try:
         if compiled is None:
             means, variances = _eager_moments(model, layers, train, count, augment)
