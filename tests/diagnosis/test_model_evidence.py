@@ -117,8 +117,8 @@ def test_batch_statistics_are_each_batchs_own_moments_in_training_mode(packed, m
         feature = keras.ops.convert_to_numpy(first(classifier_inputs(model, images, augment=False)))
         np.testing.assert_allclose(statistics.means[0][k], feature.mean((0, 1, 2)), atol=1e-5)
         np.testing.assert_allclose(statistics.variances[0][k], feature.var((0, 1, 2)), rtol=1e-4)
-    # Every layer: the same as one eager training-mode call per batch (the fallback for
-    # classifiers that are not one functional graph).
+    # Every layer: the same as one eager training-mode call per batch (the path for passes
+    # under COMPILE_FROM_BATCHES and for classifiers that are not one functional graph).
     means, variances = precise_bn._eager_moments(model, layers, train, len(train), False)
     for compiled, eager in zip(statistics.means + statistics.variances, means + variances):
         np.testing.assert_allclose(compiled, eager, rtol=1e-4, atol=1e-6)
