@@ -113,6 +113,17 @@ def test_a_run_whose_training_loss_still_falls_fast_is_under_trained_and_inconcl
     assert "runs.short.epochs: 10" in under.fix
 
 
+def test_a_memorised_training_set_whose_loss_still_falls_is_not_under_trained():
+    # 16 images learnt by heart: the loss keeps falling fast at full training accuracy.
+    loss = np.concatenate([np.linspace(1.4, 1.0, 14), [0.8, 0.6, 0.45, 0.33, 0.24, 0.17]])
+    fit = history(20, loss=loss, accuracy=np.linspace(0.4, 1.0, 20))
+    assert finding(diagnose(fit, run="memorised", **FULL, epochs=20), "UNDER_TRAINED") is None
+    # The same loss at 90 % training accuracy: more epochs would still change the model.
+    learning = history(20, loss=loss, accuracy=np.linspace(0.4, 0.9, 20))
+    under = finding(diagnose(learning, run="learning", **FULL, epochs=20), "UNDER_TRAINED")
+    assert under is not None and under.severity == "warning"
+
+
 def test_training_accuracy_near_chance_is_under_trained():
     frame = history(10, accuracy=np.full(10, 0.22))
     counts = {name: 400 for name in "abcde"}

@@ -154,6 +154,23 @@ def test_a_trained_bilinear_warp_yields_augmentation_shift_with_the_interpolatio
     assert shift.change == {"augmentation": {"interpolation": "nearest"}}
 
 
+def test_population_statistics_are_of_the_augmented_inputs_so_the_shift_stays_apart(
+    packed, bilinear_run
+):
+    """1 vs 4 (stored vs population statistics) must differ by batch size alone: population
+    statistics of un-augmented inputs would add the whole augmentation shift to it, and a
+    bilinear warp would read as a small-batch BatchNorm mismatch."""
+    evidence = batchnorm_evidence(
+        bilinear_run / "model.keras",
+        packed / "train",
+        packed / "validation",
+        batch_size=16,
+        seed=1,
+    )
+    assert evidence["shift_gap"] >= 0.05
+    assert evidence["population_gap"] < evidence["lag_gap"] + evidence["shift_gap"] / 2
+
+
 def test_the_same_evidence_without_its_gap_is_no_finding(packed, bilinear_run):
     evidence = batchnorm_evidence(
         bilinear_run / "model.keras",

@@ -220,6 +220,26 @@ def test_main_finding_prefers_the_most_severe():
     assert main_finding(None) == ""
 
 
+def test_an_info_finding_is_no_main_finding_but_a_calm_curve_is_stable():
+    # "BatchNorm statistics match the weights" is a check that found nothing wrong.
+    calm = [
+        {"code": "BATCHNORM_STATISTICS", "severity": "info"},
+        {"code": "STABLE", "severity": "info"},
+    ]
+    assert main_finding({"findings": calm}) == "STABLE"
+    assert main_finding({"findings": calm[:1]}) == ""
+
+
+def test_the_main_finding_is_the_cause_before_what_it_explains():
+    def main(*codes):
+        return main_finding({"findings": [{"code": c, "severity": "warning"} for c in codes]})
+
+    assert main("UNDER_TRAINED", "OVERFITTING") == "OVERFITTING"
+    assert main("UNDER_TRAINED", "UNSTABLE_OPTIMIZATION") == "UNSTABLE_OPTIMIZATION"
+    assert main("BATCHNORM_STATISTICS", "UNDER_TRAINED") == "UNDER_TRAINED"
+    assert main("BATCHNORM_STATISTICS", "AUGMENTATION_SHIFT") == "AUGMENTATION_SHIFT"
+
+
 def test_markdown_names_every_run_and_calls_out_chance_level(tmp_path: Path, runs):
     chance_run = load_run(write_run(tmp_path, "guessing", "small_cnn", correct_mask(0.22, 3)))
     table = compare_runs([*runs, chance_run], baseline=None)

@@ -9,7 +9,7 @@ The same weights are scored on the full validation set with different BN statist
 3. the same over *un-augmented* training batches: inputs like validation's. 2 vs 3 is an
    augmentation-induced shift (an interpolating warp smooths training images' pixel noise,
    so statistics that fit training mis-normalise validation);
-4. population statistics of un-augmented batches (the statistics of one very large batch):
+4. population statistics of the same inputs as 2 (the statistics of one very large batch):
    1 vs 4 shows a small-batch mismatch that recomputing at the run's own batch size cannot
    (a batch of 2 sees half the spread between images).
 
@@ -127,14 +127,20 @@ def batchnorm_evidence(
     plain_statistics = collect_batch_statistics(model, training_batches, augment=False)
     counts = _bootstrap_counts(plain_statistics.batches, seed)
     plain, plain_boot = _recomputed(scorer, plain_statistics, counts, population=False)
-    population, population_boot = _recomputed(scorer, plain_statistics, counts, population=True)
     augmented, augmented_boot = plain, plain_boot
+    augmented_statistics, other = plain_statistics, counts
     if augment is not None:
         augmented_statistics = collect_batch_statistics(model, training_batches, augment=True)
         other = _bootstrap_counts(augmented_statistics.batches, seed + 1)
         augmented, augmented_boot = _recomputed(
             scorer, augmented_statistics, other, population=False
         )
+    # Population statistics of the inputs training normalised (augmented where the model
+    # augments), so that they differ from the stored ones by batch size alone: from
+    # un-augmented inputs they would also carry the augmentation shift.
+    population, population_boot = _recomputed(
+        scorer, augmented_statistics, other, population=True
+    )
     assign_statistics(layers, stored)
 
     def gaps(better, worse, better_boot, worse_boot=None):

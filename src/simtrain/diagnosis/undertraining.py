@@ -22,6 +22,10 @@ FAST_FALL_FRACTION = 0.10
 FAST_FALL_PACE = 0.5
 # The fall is measured over the last 3 epochs (a least-squares slope of the log loss).
 FALL_WINDOW = 3
+# ...and counts only while the model still gets training images wrong: at a training accuracy
+# of 99 % or more it has fit them, and a falling loss only sharpens its confidence (a memorised
+# set's loss falls towards 0 for as long as it trains; OVERFITTING is what to say of that).
+FIT_ACCURACY = 0.99
 # Near chance: training accuracy within 10 % of the way from chance (1/classes) to perfect.
 NEAR_CHANCE_FRACTION = 0.10
 MIN_EPOCHS_PROPOSED = 10
@@ -63,7 +67,8 @@ def check_under_trained(
         recent_fall = (loss[-window] - loss[-1]) / (window - 1)
         pace = recent_fall / average if average > 0 else 0.0
         evidence |= {"last_epochs_loss_fall": fall, "last_epochs_pace_to_average": pace}
-        if fall >= FAST_FALL_FRACTION and pace >= FAST_FALL_PACE:
+        fit = accuracy is not None and accuracy >= FIT_ACCURACY
+        if fall >= FAST_FALL_FRACTION and pace >= FAST_FALL_PACE and not fit:
             reasons.append(
                 f"the last {window} epochs still lowered the training loss by {fall:.0%} an "
                 f"epoch ({loss[-window]:.3g} → {loss[-1]:.3g})"

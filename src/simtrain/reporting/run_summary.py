@@ -29,15 +29,17 @@ SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
 UNDER_TRAINED = "UNDER_TRAINED"
 # Which of several findings of one severity is a run's main one: a cause before the findings it
 # explains. A memorising run still lowers its training loss (OVERFITTING before UNDER_TRAINED);
-# a run stopped early shows immature statistics and predictions (UNDER_TRAINED before those);
-# an augmentation shift puts BatchNorm statistics off (AUGMENTATION_SHIFT before BATCHNORM_...).
+# steps that throw the weights around keep the loss from settling, so an unstable run still
+# looks as if it were learning (UNSTABLE_OPTIMIZATION before UNDER_TRAINED; more epochs at the
+# same steps would not settle it); a run stopped early shows immature statistics and
+# predictions (UNDER_TRAINED before those); an augmentation shift puts BatchNorm statistics off
+# (AUGMENTATION_SHIFT before BATCHNORM_STATISTICS).
 MAIN_PRIORITY = (
     "OVERFITTING",
+    "UNSTABLE_OPTIMIZATION",
     UNDER_TRAINED,
     "AUGMENTATION_SHIFT",
     "BATCHNORM_STATISTICS",
-    "UNSTABLE_OPTIMIZATION",
-    "STABLE",
 )
 # Seed instability: the seeds' final accuracies differ more than their images explain (F test
 # of the seed effect in the seeds × images table, p < SEED_ALPHA) by a spread that matters
@@ -55,7 +57,8 @@ def _number(value: object) -> float:
 def _ranked_main(diagnostics: dict | None) -> tuple[int, str]:
     """(severity rank, code) of a run's main finding: the cause of a validation curve that
     moves beyond its noise (or UNEXPLAINED_FLUCTUATION); else the most severe finding, equals
-    in MAIN_PRIORITY's order, then as diagnosed; (0, '') if none."""
+    in MAIN_PRIORITY's order, then as diagnosed; (0, 'STABLE') if the checks found nothing
+    wrong and the curve is calm; (0, '') without a verdict."""
     diagnostics = diagnostics or {}
     findings = diagnostics.get("findings") or []
     severity = {f["code"]: SEVERITY_RANK.get(f.get("severity"), 0) for f in findings}
@@ -63,16 +66,19 @@ def _ranked_main(diagnostics: dict | None) -> tuple[int, str]:
     cause = fluctuation.get("cause")
     if fluctuation.get("beyond_noise") and cause:
         return max(severity.get(cause, 1), 1), cause
-    if not findings:
-        return 0, ""
+    # An info finding says a check found nothing wrong ("statistics match the weights"): it is
+    # no run's main finding, except STABLE, the verdict that the curve is calm.
+    raised = [f for f in findings if SEVERITY_RANK.get(f.get("severity"), 0) > 0]
+    if not raised:
+        return 0, ("STABLE" if "STABLE" in severity else "")
     ranked = [
         (
-            SEVERITY_RANK.get(f.get("severity"), 0),
+            SEVERITY_RANK[f["severity"]],
             -MAIN_PRIORITY.index(f["code"]) if f["code"] in MAIN_PRIORITY else -len(MAIN_PRIORITY),
             -i,
             f["code"],
         )
-        for i, f in enumerate(findings)
+        for i, f in enumerate(raised)
     ]
     best = max(ranked)
     return best[0], best[3]
