@@ -138,9 +138,7 @@ def batchnorm_evidence(
     # Population statistics of the inputs training normalised (augmented where the model
     # augments), so that they differ from the stored ones by batch size alone: from
     # un-augmented inputs they would also carry the augmentation shift.
-    population, population_boot = _recomputed(
-        scorer, augmented_statistics, other, population=True
-    )
+    population, population_boot = _recomputed(scorer, augmented_statistics, other, population=True)
     assign_statistics(layers, stored)
 
     def gaps(better, worse, better_boot, worse_boot=None):
