@@ -226,16 +226,24 @@ def reference(packed, tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("kill_at", [(2, 2), (3, 0)], ids=["mid-epoch", "start-of-epoch"])
+# How each kill is armed, and the epochs done by then: inside epoch 2 (its failpoint, after
+# the epoch's second batch) and as epoch 3 begins (after its first batch).
+KILLS = {
+    "mid-epoch": ({"env": {FAILPOINT_VARIABLE: "train.mid_epoch"}}, 1),
+    "start-of-epoch": ({"job": {"kill_at": [3, 0]}}, 2),
+}
+
+
+@pytest.mark.parametrize("kill", KILLS)
 def test_a_killed_run_resumes_after_its_last_epoch_to_the_uninterrupted_run(
-    packed, tmp_path, reference, kill_at
+    packed, tmp_path, reference, kill
 ):
+    how, done = KILLS[kill]
     resumed = tmp_path / "resumed"
-    killed = run_in_process(packed, resumed, check=False, job={"kill_at": list(kill_at)})
+    killed = run_in_process(packed, resumed, check=False, **how)
     assert killed.returncode == -signal.SIGKILL
     assert not (resumed / "history.tsv").exists()
     state = json.loads((resumed / ".backup" / "state.json").read_text())
-    done = kill_at[0] - 1
     assert len(state["history"]) == done
     second = run_in_process(packed, resumed)
     # Resumed, not restarted: a restart would end with the same tables (training is
