@@ -134,52 +134,51 @@ def test_population_statistics_add_the_spread_between_batches(packed):
     np.testing.assert_allclose(population - within, spread, rtol=1e-5)
 
 
-def test_a_trained_bilinear_warp_yields_augmentation_shift_with_the_interpolation_fix(
-    packed, bilinear_run
-):
-    evidence = batchnorm_evidence(
+@pytest.fixture(scope="module")
+def bilinear_evidence(packed, bilinear_run) -> dict:
+    """The trained bilinear-warp model's BatchNorm evidence (read only)."""
+    return batchnorm_evidence(
         bilinear_run / "model.keras",
         packed / "train",
         packed / "validation",
         batch_size=16,
         seed=1,
     )
-    assert evidence["interpolation"] == "bilinear"
-    assert evidence["shift_gap"] >= 0.05
+
+
+def test_a_trained_bilinear_warp_yields_augmentation_shift_with_the_interpolation_fix(
+    bilinear_evidence,
+):
+    assert bilinear_evidence["interpolation"] == "bilinear"
+    assert bilinear_evidence["shift_gap"] >= 0.05
     # The recomputation's own spread (a bootstrap over its batches) is part of the error.
     for name in ("lag", "shift", "population"):
-        assert 0 <= evidence[f"{name}_bootstrap_sd"] <= evidence[f"{name}_se"]
-    shift = check_augmentation_shift(evidence, settings_of())
+        assert 0 <= bilinear_evidence[f"{name}_bootstrap_sd"] <= bilinear_evidence[f"{name}_se"]
+    shift = check_augmentation_shift(bilinear_evidence, settings_of())
     assert shift is not None and shift.severity == "warning"
     assert shift.change == {"augmentation": {"interpolation": "nearest"}}
 
 
 def test_population_statistics_are_of_the_augmented_inputs_so_the_shift_stays_apart(
-    packed, bilinear_run
+    bilinear_evidence,
 ):
     """1 vs 4 (stored vs population statistics) must differ by batch size alone: population
     statistics of un-augmented inputs would add the whole augmentation shift to it, and a
     bilinear warp would read as a small-batch BatchNorm mismatch."""
-    evidence = batchnorm_evidence(
-        bilinear_run / "model.keras",
-        packed / "train",
-        packed / "validation",
-        batch_size=16,
-        seed=1,
+    assert bilinear_evidence["shift_gap"] >= 0.05
+    assert (
+        bilinear_evidence["population_gap"]
+        < bilinear_evidence["lag_gap"] + bilinear_evidence["shift_gap"] / 2
     )
-    assert evidence["shift_gap"] >= 0.05
-    assert evidence["population_gap"] < evidence["lag_gap"] + evidence["shift_gap"] / 2
 
 
-def test_the_same_evidence_without_its_gap_is_no_finding(packed, bilinear_run):
-    evidence = batchnorm_evidence(
-        bilinear_run / "model.keras",
-        packed / "train",
-        packed / "validation",
-        batch_size=16,
-        seed=1,
-    )
-    calm = evidence | {"shift_gap": 0.02, "lag_gap": 0.0, "lag_p": 0.5, "population_p": 0.5}
+def test_the_same_evidence_without_its_gap_is_no_finding(bilinear_evidence):
+    calm = bilinear_evidence | {
+        "shift_gap": 0.02,
+        "lag_gap": 0.0,
+        "lag_p": 0.5,
+        "population_p": 0.5,
+    }
     assert check_augmentation_shift(calm, settings_of()) is None
     assert check_batchnorm(calm, settings_of()).severity == "info"
 
