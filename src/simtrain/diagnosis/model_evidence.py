@@ -128,17 +128,19 @@ def batchnorm_evidence(
     counts = _bootstrap_counts(plain_statistics.batches, seed)
     plain, plain_boot = _recomputed(scorer, plain_statistics, counts, population=False)
     augmented, augmented_boot = plain, plain_boot
-    augmented_statistics, other = plain_statistics, counts
+    augmented_statistics, augmented_counts = plain_statistics, counts
     if augment is not None:
         augmented_statistics = collect_batch_statistics(model, training_batches, augment=True)
-        other = _bootstrap_counts(augmented_statistics.batches, seed + 1)
+        augmented_counts = _bootstrap_counts(augmented_statistics.batches, seed + 1)
         augmented, augmented_boot = _recomputed(
-            scorer, augmented_statistics, other, population=False
+            scorer, augmented_statistics, augmented_counts, population=False
         )
     # Population statistics of the inputs training normalised (augmented where the model
     # augments), so that they differ from the stored ones by batch size alone: from
     # un-augmented inputs they would also carry the augmentation shift.
-    population, population_boot = _recomputed(scorer, augmented_statistics, other, population=True)
+    population, population_boot = _recomputed(
+        scorer, augmented_statistics, augmented_counts, population=True
+    )
     assign_statistics(layers, stored)
 
     def gaps(better, worse, better_boot, worse_boot=None):
