@@ -10,7 +10,7 @@ import pytest
 
 from simtrain.diagnosis.curve_tests import glitch_test, movement_test
 from simtrain.diagnosis.diagnostics import diagnose
-from simtrain.diagnosis.noise import PRACTICAL_FLOOR
+from simtrain.diagnosis.noise import GLITCH_FLOOR, PRACTICAL_FLOOR
 from simtrain.diagnosis.validation_record import ValidationRecord
 
 FIXED_2000 = dict(train_images=8_000, validation_images=2_000, batch_size=32)
@@ -96,7 +96,21 @@ def test_a_statistically_clear_dip_below_the_practical_floor_is_no_warning():
     assert noise.evidence["glitch_p_adjusted"] < 0.01
     assert noise.evidence["glitch_size"] < PRACTICAL_FLOOR
     assert warnings(result) == []
-    assert "below the practical floor" in noise.explanation
+    assert "below the glitch floor" in noise.explanation
+
+
+def test_a_clear_three_and_a_half_point_dip_is_no_warning_but_a_four_and_a_half_point_one_is():
+    # Between the practical floor and the glitch floor: real clean runs make such single dips.
+    for drop, beyond in ((0.035, False), (0.045, True)):
+        curve = learning_curve(20, 0.0015, seed=4)
+        curve[12] -= drop
+        result = diagnose(converged_history(curve), run="dip", **FIXED_10000)
+        noise = finding(result, "VALIDATION_SAMPLING_NOISE")
+        assert noise.evidence["glitch_p_adjusted"] < 0.01
+        assert PRACTICAL_FLOOR < noise.evidence["glitch_size"]
+        assert (noise.evidence["glitch_size"] >= GLITCH_FLOOR) is beyond
+        assert result.fluctuation["beyond_noise"] is beyond, drop
+        assert ("UNEXPLAINED_FLUCTUATION" in warnings(result)) is beyond
 
 
 def test_movement_throughout_beyond_the_floor_is_beyond_noise():

@@ -11,6 +11,7 @@ from simtrain.diagnosis.curve_tests import MIN_EPOCHS_FOR_MOVEMENT
 from simtrain.diagnosis.findings import Finding, RunSettings, Skipped
 from simtrain.diagnosis.noise import (
     ALPHA,
+    GLITCH_FLOOR,
     MOVEMENT_ALPHA,
     PRACTICAL_FLOOR,
     SAMPLING_NOISE,
@@ -141,6 +142,7 @@ def evidence_of(noise: NoiseEstimate, decomposition: Decomposition) -> dict:
         "alpha": ALPHA,
         "movement_alpha": MOVEMENT_ALPHA,
         "practical_floor": PRACTICAL_FLOOR,
+        "glitch_floor": GLITCH_FLOOR,
         "fluctuation_score": noise.score,
         "val_accuracy_standard_error": noise.sampling,
         "training_movement": noise.training_movement,
@@ -208,7 +210,7 @@ def check_sampling_noise(
         if significant:
             verdict += (
                 f" (Epoch {noise.glitch_epoch}'s excess is statistically clear but below the "
-                f"practical floor of {_points(PRACTICAL_FLOOR)}.)"
+                f"glitch floor of {_points(GLITCH_FLOOR)}.)"
             )
         fix = "nothing must change"
         if not noise.fixed_set and settings.validation_steps is not None:
