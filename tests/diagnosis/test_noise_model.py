@@ -107,7 +107,7 @@ def test_a_clear_three_and_a_half_point_dip_is_no_warning_but_a_four_and_a_half_
         result = diagnose(converged_history(curve), run="dip", **FIXED_10000)
         noise = finding(result, "VALIDATION_SAMPLING_NOISE")
         assert noise.evidence["glitch_p_adjusted"] < 0.01
-        assert PRACTICAL_FLOOR < noise.evidence["glitch_size"]
+        assert noise.evidence["glitch_size"] > PRACTICAL_FLOOR
         assert (noise.evidence["glitch_size"] >= GLITCH_FLOOR) is beyond
         assert result.fluctuation["beyond_noise"] is beyond, drop
         assert ("UNEXPLAINED_FLUCTUATION" in warnings(result)) is beyond
