@@ -84,6 +84,11 @@ def test_editing_a_library_module_reruns_the_rules_that_use_it(tmp_path):
     path = write_config(workdir, TINY_CONFIG)
     args = ["--cores", "2", "--configfile", str(path)]
     snakemake(workdir, *args, snakefile=copy / "Snakefile", env=env)
+    # The comparison's code: the sample grids do not use it, so nothing reruns.
+    comparison = copy / "src/simtrain/reporting/comparison.py"
+    comparison.write_text(comparison.read_text() + "\n# edited\n")
+    result = snakemake(workdir, "-n", *args, snakefile=copy / "Snakefile", env=env)
+    assert job_counts(result.stdout) == {}, result.stdout[-3000:]
     simulators = copy / "src/simtrain/data/simulators.py"
     simulators.write_text(simulators.read_text() + "\n# edited\n")
     result = snakemake(workdir, "-n", *args, snakefile=copy / "Snakefile", env=env)

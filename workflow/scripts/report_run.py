@@ -17,7 +17,7 @@ from simtrain.common.frameworks import prepare_job
 prepare_job(snakemake.threads)
 
 
-from simtrain.reporting.artifacts import plot_run_dir
+from simtrain.reporting.folder_plots import plot_run_dir
 
 plot_run_dir(
     Path(snakemake.input.diagnostics).parent,

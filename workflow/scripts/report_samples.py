@@ -17,7 +17,7 @@ from simtrain.common.frameworks import prepare_job
 prepare_job(snakemake.threads)
 
 
-from simtrain.reporting.artifacts import plot_split_samples
+from simtrain.reporting.folder_plots import plot_split_samples
 
 plot_split_samples(
     Path(snakemake.input[0]).parent,

@@ -149,7 +149,7 @@ def evidence_of(noise: NoiseEstimate, decomposition: Decomposition) -> dict:
         "replicates_pooled": noise.replicates,
         "observed_movement": noise.observed,
         "val_loss_standard_error": noise.loss_se,
-        # The names the curve plots read (reporting.artifacts.noise_band).
+        # The names the curve plots read (reporting.folder_plots.noise_band).
         "val_accuracy_expected_noise": noise.expected,
         "val_loss_expected_noise": noise.loss_se,
         "beyond_noise": decomposition.beyond_noise,

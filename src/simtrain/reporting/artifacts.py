@@ -1,4 +1,5 @@
-"""Glue between run folders and the plots/comparison: what the report rules call."""
+"""Glue between run folders and the comparison and fix verification: what the report rules
+that read many runs call (one run's plots and the sample grids: `folder_plots`)."""
 
 from __future__ import annotations
 
@@ -9,17 +10,12 @@ from pathlib import Path
 import pandas as pd
 
 from simtrain.common.failpoints import failpoint
-from simtrain.data.arrays import PackedSplit
 from simtrain.diagnosis.fixes import read_fix_plan
 from simtrain.reporting.comparison import compare_runs, group_replicates, learning_curve
 from simtrain.reporting.comparison_markdown import write_comparison
 from simtrain.reporting.plots import (
-    plot_batches,
     plot_best_accuracy,
-    plot_confusion,
-    plot_curves,
     plot_learning_curve,
-    plot_samples,
     plot_validation_accuracy,
 )
 from simtrain.reporting.run_results import load_run
@@ -30,41 +26,6 @@ from simtrain.reporting.verification import (
     verify_fixes,
     write_verification,
 )
-
-
-def noise_band(diagnostics: dict) -> dict[str, float] | None:
-    """Half-widths of the expected validation noise, from the sampling-noise finding."""
-    for finding in diagnostics.get("findings", []):
-        if finding["code"] == "VALIDATION_SAMPLING_NOISE":
-            evidence = finding["evidence"]
-            band = {
-                metric: evidence[f"{metric}_expected_noise"]
-                for metric in ("val_loss", "val_accuracy")
-                if evidence.get(f"{metric}_expected_noise") is not None
-            }
-            return band or None
-    return None
-
-
-def plot_run_dir(run_dir: str | os.PathLike, *, curves, batches, confusion) -> None:
-    result = load_run(run_dir)
-    band = noise_band(result.diagnostics or {})
-    plot_curves(result.history, curves, noise_band=band, title=result.run)
-    plot_batches(result.batches, batches, title=result.run)
-    plot_confusion(result.predictions, result.classes, confusion, title=result.run)
-
-
-def plot_split_samples(packed_dir: str | os.PathLike, path, *, per_class: int, seed: int):
-    split = PackedSplit.load(packed_dir)
-    plot_samples(
-        split.images,
-        split.labels,
-        split.classes,
-        path,
-        per_class=per_class,
-        seed=seed,
-        title=f"{Path(packed_dir).name} samples",
-    )
 
 
 def compare_run_dirs(
