@@ -118,8 +118,8 @@ def snakemake(
 
 # The slowest modules, slowest first (pytest-xdist hands whole modules to the workers in
 # collection order, so the long ones start at once and the short ones fill in at the end).
-# The first builds the finished workflow; the Slurm test, which needs it too, comes after
-# the training tests, by when it is built.
+# The first builds the finished workflow; the Slurm module, which needs it too, starts its
+# cluster and its dry-run test meanwhile (on a third worker; on two, after the training tests).
 SLOWEST_MODULES = [
     "reliability/test_interruptions.py",
     "training/test_train.py",
@@ -130,6 +130,13 @@ SLOWEST_MODULES = [
     "test_benchmarks.py",
     "training/test_applications.py",
 ]
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """`--numprocesses auto`: one worker per usable CPU, plus one. The Slurm tests wait on the
+    cluster with the CPU idle (a one-minute time limit to run out, jobs to poll), and a worker
+    waits for a shared workflow another one builds; the extra worker fills those waits."""
+    return len(os.sched_getaffinity(0)) + 1
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
