@@ -132,6 +132,8 @@ SLOWEST_MODULES = [
 ]
 
 
+# Optional: pytest-xdist defines the hook, and `-p no:xdist` must still run the tests.
+@pytest.hookimpl(optionalhook=True)
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """`--numprocesses auto`: one worker per usable CPU, plus one. The Slurm tests wait on the
     cluster with the CPU idle (a one-minute time limit to run out, jobs to poll), and a worker
