@@ -63,10 +63,9 @@ ALPHA = 0.01
 MOVEMENT_ALPHA = 0.05
 # The practical floor, in accuracy: per-epoch movement up to 3 points is ordinary training
 # (on a 200-image set one flipped image is half a point; SGD at a constant learning rate moves
-# a converged model by about 0.5-2 points an epoch), and a one-epoch excess beyond both
-# neighbours must reach 3 points to matter for picking an epoch or a network.
+# a converged model by about 0.5-2 points an epoch).
 PRACTICAL_FLOOR = 0.03
-# ...and a one-epoch excess beyond both neighbours must reach GLITCH_FLOOR: real runs move
+# A one-epoch excess beyond both neighbours must reach GLITCH_FLOOR to matter: real runs move
 # with heavier tails than the tests' normal null, and clean small CNNs whose curves otherwise
 # move by half a point showed single 3-4 point dips at p < 0.01 (development runs of issue 20's
 # third round: 4 of 120 clean runs), while a 5-point one-epoch drop must still be found.
