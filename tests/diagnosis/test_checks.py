@@ -63,10 +63,10 @@ def test_partial_epoch_fix_never_suggests_the_epochs_already_set():
     assert "runs.p.epochs: 10" not in all_fixes(result)
 
 
-def stable_batches(batch_size: int, seed: int = 0) -> pd.DataFrame:
+def stable_batches(batch_size: int, seed: int = 0, epochs: int = 6) -> pd.DataFrame:
     """Batch means of per-image cross-entropies of a stable model: 90 % easy, 10 % hard images."""
     rng = np.random.default_rng(seed)
-    epochs, steps = 6, 60
+    steps = 60
     hard = rng.random((epochs * steps, batch_size)) < 0.1
     per_image = np.where(hard, rng.exponential(2.0, hard.shape), rng.exponential(0.1, hard.shape))
     step = np.arange(epochs * steps)
@@ -101,7 +101,40 @@ def test_a_few_hard_batches_in_one_or_two_epochs_are_no_instability():
     batches = stable_batches(32)
     batches.loc[batches.index[[130, 140, 250]], "loss"] *= 15  # epochs 3 and 5 only
     result = diagnose(history(6), run="hard", **FULL, batches=batches, learning_rate=0.01)
-    assert finding(result, "UNSTABLE_OPTIMIZATION") is None
+    unstable = finding(result, "UNSTABLE_OPTIMIZATION")
+    assert unstable.severity == "info" and unstable.evidence["spike_epochs"] == 2
+    assert "STABLE" in [item.code for item in result.findings]
+    batches.loc[batches.index[250], "loss"] /= 15  # epoch 3 only
+    one = diagnose(history(6), run="hard", **FULL, batches=batches, learning_rate=0.01)
+    assert finding(one, "UNSTABLE_OPTIMIZATION") is None
+
+
+def jumping_curve(epochs: int = 15) -> pd.DataFrame:
+    """A fixed 1 000-image set whose accuracy jumps 8 points up and down between epochs, as the
+    runs of RMSprop at 0.003 without BatchNorm do: movement far beyond sampling and the floor."""
+    t = np.arange(1, epochs + 1)
+    jumps = np.where(t % 2 == 0, 0.04, -0.04) * (t > 3)
+    return history(epochs, val_accuracy=0.80 - 0.4 * np.exp(-t / 2) + jumps)
+
+
+@pytest.mark.parametrize("spike_epochs, cause", [(2, "UNSTABLE_OPTIMIZATION"), (1, None)])
+def test_spikes_in_two_epochs_claim_a_curve_that_moves_beyond_its_noise(spike_epochs, cause):
+    batches = stable_batches(32, seed=2, epochs=15)  # no spike of its own
+    spiked = [250, 610][:spike_epochs]  # epochs 5 and 11
+    batches.loc[batches.index[spiked], "loss"] *= 15
+    result = diagnose(
+        jumping_curve(), run="jumpy", **FULL, batches=batches, learning_rate=0.003
+    )
+    assert result.fluctuation["beyond_noise"]
+    unstable = finding(result, "UNSTABLE_OPTIMIZATION")
+    if cause is None:
+        # One epoch's spikes are no evidence: beyond noise, cause unknown.
+        assert unstable is None
+        assert result.fluctuation["cause"] == "UNEXPLAINED_FLUCTUATION"
+    else:
+        assert result.fluctuation["cause"] == cause
+        assert unstable.severity == "warning" and unstable.evidence["claims_movement"]
+        assert unstable.change == {"learning_rate": 0.001}
 
 
 def test_a_run_whose_training_loss_still_falls_fast_is_under_trained_and_inconclusive():

@@ -14,7 +14,9 @@ split into
     movement with them is theirs. A glitch is theirs when it vanishes with them.
   - UNSTABLE_OPTIMIZATION (batch-loss spikes or divergence): the weights themselves jump, so it
     claims what precise statistics leave (all of the rest without per-epoch evidence), and a
-    glitch in an epoch with spikes; a diverged run (non-finite loss) is all its.
+    glitch in an epoch with spikes; a diverged run (non-finite loss) is all its. Spikes in too
+    few epochs to warn alone (an info finding) claim a curve's movement beyond noise only when
+    nothing else claims any of it, and never a lone glitch.
   - what nobody claims is unexplained.
 
 The main cause of a curve beyond its noise is the one claiming most of the rest when that is
@@ -154,6 +156,9 @@ def decompose(
         claims = {UNSTABLE: rest}
     elif _warning(unstable) and rest - sum(claims.values()) > 0:
         claims[UNSTABLE] = rest - sum(claims.values())
+    elif isinstance(unstable, Finding) and noise.movement_beyond and not claims and rest > 0:
+        # An info finding: spikes in a few epochs, the only evidence there is.
+        claims[UNSTABLE] = rest
     glitch_cause = None
     if noise.glitch_beyond:
         vanishes = _glitch_vanishes(noise, precise)

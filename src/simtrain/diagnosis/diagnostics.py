@@ -18,7 +18,7 @@ import pandas as pd
 
 from simtrain.common.failpoints import failpoint
 from simtrain.common.files import write_text
-from simtrain.diagnosis.attribution import BATCHNORM_CAUSES, decompose
+from simtrain.diagnosis.attribution import BATCHNORM_CAUSES, UNSTABLE, decompose
 from simtrain.diagnosis.batchnorm import check_augmentation_shift, check_batchnorm
 from simtrain.diagnosis.coverage import check_partial_epoch, check_partial_validation
 from simtrain.diagnosis.findings import Finding, RunSettings, Skipped, plain_number
@@ -265,6 +265,15 @@ def diagnose(
                 results["BATCHNORM_STATISTICS"] = check_batchnorm(
                     batchnorm, settings, per_epoch_claim=True
                 )
+        unstable = results[UNSTABLE]
+        if (
+            UNSTABLE in decomposition.claims
+            and isinstance(unstable, Finding)
+            and unstable.severity == "info"  # spikes in a few epochs claimed the movement
+        ):
+            results[UNSTABLE] = check_unstable_optimization(
+                batches, history, settings, claims_movement=True
+            )
         results[SAMPLING_NOISE] = check_sampling_noise(
             noise, decomposition, settings, [code for code in unchecked if code != SAMPLING_NOISE]
         )
