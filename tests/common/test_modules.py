@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from simtrain.common.modules import module_files, workflow_input
@@ -48,3 +50,24 @@ def test_inputs_inside_the_working_directory_are_named_relative_to_it(tmp_path):
     elsewhere = tmp_path / "results"
     elsewhere.mkdir()
     assert workflow_input(module, elsewhere) == str(module.resolve())
+
+
+def test_reading_only_the_import_statements_finds_what_parsing_whole_files_finds(
+    monkeypatch, tmp_path
+):
+    from simtrain.common import modules
+
+    module = tmp_path / "m.py"
+    module.write_text(
+        "import os\n"
+        "from simtrain.common import (\n    logs,  # the job's log\n    files,\n)\n"
+        "def f():\n    import simtrain.data.png as png\n"
+        "    from simtrain.diagnosis.noise import x\n"
+    )
+    files = sorted((ROOT / "src/simtrain").rglob("*.py")) + sorted(SCRIPTS.glob("*.py"))
+    fast = {path: modules.imports_in(path) for path in [module, *files]}
+    assert {"simtrain.common.logs", "simtrain.common.files", "simtrain.data.png"} <= fast[module]
+    assert "simtrain.diagnosis.noise" in fast[module]
+    # The same pattern made to match a whole file: the whole file parsed, as before.
+    monkeypatch.setattr(modules, "_IMPORT_STATEMENT", re.compile(r"\A([\s\S]*)\Z"))
+    assert {path: modules.imports_in(path) for path in fast} == fast

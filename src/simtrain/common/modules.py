@@ -8,13 +8,24 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 from functools import cache
 from pathlib import Path
 
 PACKAGE = "simtrain"
 ROOT = Path(__file__).resolve().parents[1]  # src/simtrain
+# The import statements that name the package, at any indentation (inside functions too); a
+# parenthesised list of names may span lines. Every Snakemake start-up (each cluster job step
+# too) reads the imports of every rule's code: parsing only these statements, not whole files,
+# takes a tenth of the time.
+_IMPORT_STATEMENT = re.compile(
+    rf"^[ \t]*(from[ \t]+{PACKAGE}\b[\w.]*[ \t]+import[ \t]+(?:\([^)]*\)|.*)"
+    rf"|import[ \t]+{PACKAGE}\b.*)$",
+    re.MULTILINE,
+)
 
 
+@cache
 def module_path(module: str) -> Path:
     """src/simtrain/a/b.py or src/simtrain/a/b/__init__.py for "simtrain.a.b"."""
     parts = module.split(".")
@@ -34,7 +45,12 @@ def _direct_imports(module: str) -> frozenset[str]:
 
 def imports_in(path: str | Path) -> frozenset[str]:
     """The simtrain modules (and their parent packages) a Python file imports directly."""
-    tree = ast.parse(Path(path).read_text(encoding="utf-8"))
+    source = Path(path).read_text(encoding="utf-8")
+    statements = "\n".join(m[1] for m in _IMPORT_STATEMENT.finditer(source))
+    try:
+        tree = ast.parse(statements)
+    except SyntaxError:  # a statement the pattern cut short: read the whole file
+        tree = ast.parse(source)
     found: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
