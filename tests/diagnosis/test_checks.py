@@ -122,9 +122,7 @@ def test_spikes_in_two_epochs_claim_a_curve_that_moves_beyond_its_noise(spike_ep
     batches = stable_batches(32, seed=2, epochs=15)  # no spike of its own
     spiked = [250, 610][:spike_epochs]  # epochs 5 and 11
     batches.loc[batches.index[spiked], "loss"] *= 15
-    result = diagnose(
-        jumping_curve(), run="jumpy", **FULL, batches=batches, learning_rate=0.003
-    )
+    result = diagnose(jumping_curve(), run="jumpy", **FULL, batches=batches, learning_rate=0.003)
     assert result.fluctuation["beyond_noise"]
     unstable = finding(result, "UNSTABLE_OPTIMIZATION")
     if cause is None:
